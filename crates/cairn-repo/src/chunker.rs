@@ -1,0 +1,309 @@
+//! Content-defined chunking (FastCDC with normalised chunking, level 2).
+//!
+//! The rolling "gear" hash is `h = (h << 1) + GEAR[byte]`; a cut is made where the top bits of
+//! `h` are all zero. Before the average size a stricter mask (2 more bits) applies, after it a
+//! looser one (2 fewer bits), which narrows the size distribution. The whole 256-entry gear
+//! table is derived from the repository key, so chunk boundaries — and with them chunk
+//! sizes — reveal nothing to someone without the key.
+//!
+//! This module knows only bytes; reading from files or streams is the caller's affair.
+
+use std::io::{self, Read};
+
+/// Chunk size parameters of one stream, recorded with the stream in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkParams {
+    /// Average chunk size; a power of two between 4 KiB and 8 MiB.
+    pub avg: u32,
+}
+
+impl ChunkParams {
+    /// Ordinary files: 1 MiB on average.
+    pub const FILES: ChunkParams = ChunkParams { avg: 1 << 20 };
+    /// Database dumps and other slowly changing streams: 64 KiB on average.
+    pub const DUMPS: ChunkParams = ChunkParams { avg: 1 << 16 };
+
+    /// Checked constructor.
+    pub fn new(avg: u32) -> Option<ChunkParams> {
+        (avg.is_power_of_two() && (1 << 12..=1 << 23).contains(&avg)).then_some(ChunkParams { avg })
+    }
+    pub fn min(&self) -> usize {
+        self.avg as usize / 4
+    }
+    pub fn max(&self) -> usize {
+        self.avg as usize * 4
+    }
+    fn bits(&self) -> u32 {
+        self.avg.trailing_zeros()
+    }
+}
+
+impl Default for ChunkParams {
+    fn default() -> Self {
+        ChunkParams::FILES
+    }
+}
+
+/// The 256 random 64-bit values of the gear hash.
+#[derive(Clone)]
+pub struct GearTable([u64; 256]);
+
+impl GearTable {
+    /// Expand a 32-byte key into the table with BLAKE3's extendable output.
+    pub fn from_key(key: &[u8; 32]) -> GearTable {
+        let mut bytes = [0u8; 256 * 8];
+        blake3::Hasher::new_keyed(key)
+            .update(b"gear")
+            .finalize_xof()
+            .fill(&mut bytes);
+        let mut table = [0u64; 256];
+        for (slot, word) in table.iter_mut().zip(bytes.chunks_exact(8)) {
+            *slot = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
+        }
+        GearTable(table)
+    }
+}
+
+/// Finds chunk boundaries with one gear table and one set of parameters.
+#[derive(Clone)]
+pub struct Chunker {
+    gear: GearTable,
+    params: ChunkParams,
+    mask_small: u64,
+    mask_large: u64,
+}
+
+impl Chunker {
+    pub fn new(gear: &GearTable, params: ChunkParams) -> Chunker {
+        // Masks take the top bits: after the shift-left hash they depend on the most bytes.
+        let top = |bits: u32| !0u64 << (64 - bits);
+        Chunker {
+            gear: gear.clone(),
+            params,
+            mask_small: top(params.bits() + 2),
+            mask_large: top(params.bits() - 2),
+        }
+    }
+
+    pub fn params(&self) -> ChunkParams {
+        self.params
+    }
+
+    /// Length of the chunk that starts at `data[0]`.
+    ///
+    /// `data` must hold at least `max` bytes unless it is the end of the stream; the answer
+    /// depends only on the first `max` bytes.
+    pub fn cut(&self, data: &[u8]) -> usize {
+        let (min, max) = (self.params.min(), self.params.max());
+        if data.len() <= min {
+            return data.len();
+        }
+        let end = data.len().min(max);
+        let normal = (self.params.avg as usize).min(end);
+        let mut h = 0u64;
+        for (i, &b) in data.iter().enumerate().take(normal).skip(min) {
+            h = (h << 1).wrapping_add(self.gear.0[b as usize]);
+            if h & self.mask_small == 0 {
+                return i + 1;
+            }
+        }
+        for (i, &b) in data.iter().enumerate().take(end).skip(normal) {
+            h = (h << 1).wrapping_add(self.gear.0[b as usize]);
+            if h & self.mask_large == 0 {
+                return i + 1;
+            }
+        }
+        end
+    }
+
+    /// All chunk lengths of an in-memory buffer.
+    pub fn split<'a>(&'a self, mut data: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        std::iter::from_fn(move || {
+            if data.is_empty() {
+                return None;
+            }
+            let (chunk, rest) = data.split_at(self.cut(data));
+            data = rest;
+            Some(chunk)
+        })
+    }
+
+    /// Chunks of a reader, each as an owned buffer; memory use is bounded by a few `max`.
+    pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: Vec::new(),
+            start: 0,
+            eof: false,
+        }
+    }
+}
+
+/// Iterator over the chunks of a reader; see [`Chunker::stream`].
+pub struct ChunkStream<'c, R> {
+    chunker: &'c Chunker,
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+}
+
+impl<R: Read> ChunkStream<'_, R> {
+    /// Top the buffer up to at least `max` unread bytes, or to the end of the stream.
+    fn fill(&mut self) -> io::Result<()> {
+        let max = self.chunker.params.max();
+        if self.start > 0 && self.buf.len() - self.start < max {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        // Read in large steps so small chunks do not mean small reads.
+        let want = 2 * max;
+        while !self.eof && self.buf.len() - self.start < max {
+            let old = self.buf.len();
+            self.buf.resize(self.start + want, 0);
+            match self.reader.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                }
+                Ok(n) => self.buf.truncate(old + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for ChunkStream<'_, R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill() {
+            return Some(Err(e));
+        }
+        let pending = &self.buf[self.start..];
+        if pending.is_empty() {
+            return None;
+        }
+        let len = self.chunker.cut(pending);
+        let chunk = pending[..len].to_vec();
+        self.start += len;
+        Some(Ok(chunk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+        // xorshift64*: a fixed, dependency-free stream for reproducible boundaries.
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
+            .collect()
+    }
+
+    fn chunker(avg: u32) -> Chunker {
+        Chunker::new(
+            &GearTable::from_key(&[7; 32]),
+            ChunkParams::new(avg).unwrap(),
+        )
+    }
+
+    /// Any change here is a repository format change: boundaries must stay put.
+    #[test]
+    fn boundaries_of_a_seeded_stream_are_stable() {
+        let data = seeded_bytes(42, 1 << 20);
+        let sizes: Vec<usize> = chunker(1 << 14).split(&data).map(<[u8]>::len).collect();
+        insta::assert_debug_snapshot!(sizes);
+    }
+
+    #[test]
+    fn gear_table_depends_on_the_key() {
+        let data = seeded_bytes(1, 1 << 20);
+        let p = ChunkParams::new(1 << 13).unwrap();
+        let a: Vec<usize> = Chunker::new(&GearTable::from_key(&[1; 32]), p)
+            .split(&data)
+            .map(<[u8]>::len)
+            .collect();
+        let b: Vec<usize> = Chunker::new(&GearTable::from_key(&[2; 32]), p)
+            .split(&data)
+            .map(<[u8]>::len)
+            .collect();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn average_is_near_the_parameter() {
+        let data = seeded_bytes(9, 8 << 20);
+        let c = chunker(1 << 16);
+        let n = c.split(&data).count();
+        let avg = data.len() / n;
+        assert!(
+            (1 << 15..1 << 17).contains(&avg),
+            "average chunk {avg} too far from 64 KiB"
+        );
+    }
+
+    #[test]
+    fn an_insertion_moves_only_nearby_boundaries() {
+        let data = seeded_bytes(5, 4 << 20);
+        let c = chunker(1 << 14);
+        let mut edited = data.clone();
+        edited.splice(1_000_000..1_000_000, *b"inserted!");
+        let set = |d: &[u8]| {
+            c.split(d)
+                .map(|x| blake3::hash(x))
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let (before, after) = (set(&data), set(&edited));
+        let lost = before.difference(&after).count();
+        assert!(lost <= 3, "an insertion changed {lost} chunks");
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_concatenate_to_the_input(seed in any::<u64>(), len in 0usize..300_000, avg_bits in 12u32..15) {
+            let data = seeded_bytes(seed, len);
+            let c = chunker(1 << avg_bits);
+            let chunks: Vec<&[u8]> = c.split(&data).collect();
+            prop_assert_eq!(chunks.concat(), data.clone());
+            for (i, ch) in chunks.iter().enumerate() {
+                prop_assert!(ch.len() <= c.params().max());
+                if i + 1 < chunks.len() {
+                    prop_assert!(ch.len() > c.params().min());
+                }
+            }
+        }
+
+        #[test]
+        fn streaming_equals_in_memory(seed in any::<u64>(), len in 0usize..200_000, read_size in 1usize..70_000) {
+            let data = seeded_bytes(seed, len);
+            let c = chunker(1 << 12);
+            struct Trickle<'a>(&'a [u8], usize);
+            impl Read for Trickle<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                    let n = buf.len().min(self.1).min(self.0.len());
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let streamed: Vec<Vec<u8>> = c.stream(Trickle(&data, read_size)).map(Result::unwrap).collect();
+            let direct: Vec<Vec<u8>> = c.split(&data).map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(streamed, direct);
+        }
+    }
+}

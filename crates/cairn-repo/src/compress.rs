@@ -1,0 +1,116 @@
+//! Per-blob compression: zstd, or raw when zstd does not shrink the data.
+//!
+//! The framed form is one kind byte followed by the payload; it is what gets sealed.
+
+use std::cell::RefCell;
+
+/// Kind byte: payload stored as is.
+pub const RAW: u8 = 0;
+/// Kind byte: payload is one zstd frame.
+pub const ZSTD: u8 = 1;
+
+/// Why a framed blob could not be decompressed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    #[error("empty blob")]
+    Empty,
+    #[error("unknown compression kind {0}")]
+    UnknownKind(u8),
+    #[error("zstd: {0}")]
+    Zstd(std::io::Error),
+    #[error("decompressed to {got} bytes, expected {expected}")]
+    Length { got: usize, expected: usize },
+}
+
+thread_local! {
+    // A compression context per thread and level: creating one per blob costs more than
+    // compressing a small blob.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Frame `data`, compressed at `level` if that helps; `level` 0 means never compress.
+pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    if level != 0 && !data.is_empty() {
+        let compressed = COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+                *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+            }
+            let (_, c) = slot.as_mut()?;
+            let mut out = Vec::with_capacity(data.len() + 1);
+            out.push(ZSTD);
+            // Bound the output to the input size: if zstd cannot fit, the blob is stored raw.
+            out.resize(data.len() + 1, 0);
+            let n = c.compress_to_buffer(data, &mut out[1..]).ok()?;
+            out.truncate(n + 1);
+            Some(out)
+        });
+        if let Some(out) = compressed {
+            if out.len() < data.len() + 1 {
+                return out;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Undo [`compress`]; `raw_len` is the expected plaintext length (from the index).
+pub fn decompress(framed: &[u8], raw_len: usize) -> Result<Vec<u8>, DecompressError> {
+    let (&kind, payload) = framed.split_first().ok_or(DecompressError::Empty)?;
+    let out = match kind {
+        RAW => payload.to_vec(),
+        ZSTD => DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new().map_err(DecompressError::Zstd)?);
+            }
+            let d = slot.as_mut().expect("just set");
+            d.decompress(payload, raw_len)
+                .map_err(DecompressError::Zstd)
+        })?,
+        other => return Err(DecompressError::UnknownKind(other)),
+    };
+    if out.len() != raw_len {
+        return Err(DecompressError::Length {
+            got: out.len(),
+            expected: raw_len,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_data_is_compressed() {
+        let data = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let framed = compress(&data, 3);
+        assert_eq!(framed[0], ZSTD);
+        assert!(framed.len() < data.len() / 10);
+        assert_eq!(decompress(&framed, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let data: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let random = blake3::Hasher::new().update(&data).finalize_xof();
+        let mut bytes = vec![0u8; 4096];
+        random.clone().fill(&mut bytes);
+        let framed = compress(&bytes, 3);
+        assert_eq!(framed[0], RAW);
+        assert_eq!(decompress(&framed, bytes.len()).unwrap(), bytes);
+        assert!(
+            decompress(&framed, 5).is_err(),
+            "a wrong length is an error"
+        );
+        assert_eq!(compress(b"", 3), vec![RAW]);
+    }
+}

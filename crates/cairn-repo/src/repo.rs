@@ -1,0 +1,339 @@
+//! Opening, creating and reading a repository.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use cairn_storage::Storage;
+use serde::{Deserialize, Serialize};
+
+use crate::compress;
+use crate::crypto::Keys;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{self, Index, IndexedPack};
+use crate::keyslot::{KdfParams, KeySlot, Secret};
+use crate::pack::pack_key;
+use crate::snapshot::{Snapshot, SNAPSHOT_AAD, SNAPSHOT_VERSION};
+use crate::tree::Tree;
+
+/// The repository format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const CONFIG_KEY: &str = "config";
+
+/// The plaintext `config` object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub id: Id,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// Who is creating a key slot, for `key list`.
+#[derive(Debug, Clone, Default)]
+pub struct SlotInfo {
+    pub label: String,
+    pub host: String,
+    pub kdf: KdfParams,
+}
+
+/// An open, unlocked repository.
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    keys: Arc<Keys>,
+    config: RepoConfig,
+    index: RwLock<Index>,
+}
+
+impl Repository {
+    /// Create a new repository in empty storage, with one key slot for `secret`.
+    pub fn init(storage: Arc<dyn Storage>, secret: &Secret, slot: &SlotInfo) -> Result<Repository> {
+        if storage.exists(CONFIG_KEY)? {
+            return Err(RepoError::AlreadyExists {
+                location: storage.location(),
+            });
+        }
+        let keys = Keys::generate();
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: Id(crate::crypto::random_bytes()),
+            created: chrono::Utc::now(),
+        };
+        let slot = KeySlot::create(
+            keys.master(),
+            &config.id,
+            secret,
+            slot.kdf,
+            &slot.label,
+            &slot.host,
+        );
+        let bytes = slot.to_bytes();
+        // The key slot goes first: a config without a usable slot would be a locked repository.
+        storage.put(&KeySlot::storage_key(&bytes), &bytes)?;
+        storage.put(
+            CONFIG_KEY,
+            &serde_json::to_vec_pretty(&config).expect("config serialises"),
+        )?;
+        Ok(Repository {
+            storage,
+            keys: Arc::new(keys),
+            config,
+            index: RwLock::default(),
+        })
+    }
+
+    /// Open and unlock an existing repository, and load its index.
+    pub fn open(storage: Arc<dyn Storage>, secret: &Secret) -> Result<Repository> {
+        let config = read_config(storage.as_ref())?;
+        let slots = key_slots(storage.as_ref())?;
+        let master = slots
+            .iter()
+            .find_map(|(_, slot)| slot.unlock(&config.id, secret))
+            .ok_or_else(|| RepoError::WrongKey {
+                location: storage.location(),
+                slots: slots.len(),
+            })?;
+        let repo = Repository {
+            storage,
+            keys: Arc::new(Keys::from_master(master)),
+            config,
+            index: RwLock::default(),
+        };
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Where the repository lives, for messages.
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// Read access to the in-memory index.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().expect("index lock poisoned")
+    }
+
+    /// Read every index file again.
+    pub fn reload_index(&self) -> Result<()> {
+        let mut fresh = Index::default();
+        for entry in self.storage.list("index/")? {
+            for pack in self.read_index_file(&entry.key)? {
+                fresh.add_pack(&pack);
+            }
+        }
+        *self.index.write().expect("index lock poisoned") = fresh;
+        Ok(())
+    }
+
+    /// Decrypt and parse one index file.
+    pub fn read_index_file(&self, key: &str) -> Result<Vec<IndexedPack>> {
+        let sealed = self.storage.get(key)?;
+        let plain = self
+            .keys
+            .open(&sealed, index::INDEX_AAD)
+            .map_err(|e| RepoError::corrupt(key, e))?;
+        index::decode(&plain).map_err(|e| RepoError::corrupt(key, e))
+    }
+
+    pub(crate) fn add_to_index(&self, packs: &[IndexedPack]) {
+        let mut index = self.index.write().expect("index lock poisoned");
+        for p in packs {
+            index.add_pack(p);
+        }
+    }
+
+    /// Plaintext of one blob, authenticated and checked against its id.
+    pub fn load_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let (loc, pack) = {
+            let index = self.index();
+            let loc = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
+            (loc, index.pack(loc.pack).0)
+        };
+        let sealed =
+            self.storage
+                .get_range(&pack_key(&pack), loc.offset.into(), loc.length.into())?;
+        self.open_blob(id, &sealed, loc.raw_len)
+            .map_err(|detail| RepoError::Corrupt {
+                what: format!("blob {} in pack {}", id.short(), pack.short()),
+                detail,
+            })
+    }
+
+    /// Decrypt, decompress and verify one sealed blob.
+    pub fn open_blob(&self, id: &Id, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>, String> {
+        let framed = self.keys.open(sealed, &id.0).map_err(|e| e.to_string())?;
+        let plain = compress::decompress(&framed, raw_len as usize).map_err(|e| e.to_string())?;
+        if self.keys.blob_id(&plain) != *id {
+            return Err("content does not match its id".to_string());
+        }
+        Ok(plain)
+    }
+
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.load_blob(id)?;
+        Tree::from_bytes(&bytes).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
+    }
+
+    /// Seal and store a snapshot manifest; this is the commit point of a backup.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let json = serde_json::to_vec(snapshot).expect("snapshots serialise");
+        let sealed = self.keys.seal(&json, SNAPSHOT_AAD);
+        let id = Id::of_stored(&sealed);
+        self.storage
+            .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
+        Ok(id)
+    }
+
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let key = format!("snapshots/{}", id.to_hex());
+        let sealed = self.storage.get(&key)?;
+        let plain = self
+            .keys
+            .open(&sealed, SNAPSHOT_AAD)
+            .map_err(|e| RepoError::corrupt(&key, e))?;
+        let snap: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
+        if snap.version > SNAPSHOT_VERSION {
+            return Err(RepoError::corrupt(
+                &key,
+                format!("manifest version {} is newer than this cairn", snap.version),
+            ));
+        }
+        Ok(snap)
+    }
+
+    /// Ids of all snapshots, unordered.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        let mut ids = Vec::new();
+        for entry in self.storage.list("snapshots/")? {
+            let name = entry.key.rsplit('/').next().unwrap_or_default();
+            // Anything not named by an id is not ours; check reports it.
+            if let Ok(id) = name.parse() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut all = self
+            .snapshot_ids()?
+            .into_iter()
+            .map(|id| self.load_snapshot(&id).map(|s| (id, s)))
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// Resolve `latest` or a unique id prefix among `candidates` (oldest first).
+    pub fn resolve(candidates: &[(Id, Snapshot)], spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            return candidates
+                .last()
+                .cloned()
+                .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        let matches: Vec<_> = candidates
+            .iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_lower))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(RepoError::SnapshotNotFound(spec.to_string())),
+            many => Err(RepoError::AmbiguousSnapshot {
+                prefix: spec.to_string(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// Find a snapshot by `latest` or id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        Self::resolve(&self.snapshots()?, spec)
+    }
+
+    /// All key slots with their storage keys.
+    pub fn key_slots(&self) -> Result<Vec<(String, KeySlot)>> {
+        key_slots(self.storage.as_ref())
+    }
+
+    /// Add a key slot for `secret`; returns its storage key.
+    pub fn add_key(&self, secret: &Secret, slot: &SlotInfo) -> Result<String> {
+        let slot = KeySlot::create(
+            self.keys.master(),
+            &self.config.id,
+            secret,
+            slot.kdf,
+            &slot.label,
+            &slot.host,
+        );
+        let bytes = slot.to_bytes();
+        let key = KeySlot::storage_key(&bytes);
+        self.storage.put(&key, &bytes)?;
+        Ok(key)
+    }
+
+    /// Remove the key slot whose id starts with `prefix`; never the last one.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let slots = self.key_slots()?;
+        let matching: Vec<_> = slots
+            .iter()
+            .filter(|(k, _)| k.trim_start_matches("keys/").starts_with(prefix))
+            .collect();
+        let key = match matching.as_slice() {
+            [(key, _)] => key.clone(),
+            _ => return Err(RepoError::NoSuchKey(prefix.to_string())),
+        };
+        if slots.len() == 1 {
+            return Err(RepoError::LastKey);
+        }
+        self.storage.delete(&key)?;
+        Ok(key)
+    }
+}
+
+fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
+    let bytes = match storage.get(CONFIG_KEY) {
+        Err(e) if e.is_not_found() => {
+            return Err(RepoError::NotARepository {
+                location: storage.location(),
+            })
+        }
+        other => other?,
+    };
+    let config: RepoConfig =
+        serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    if config.version != FORMAT_VERSION {
+        return Err(RepoError::UnsupportedVersion {
+            location: storage.location(),
+            found: config.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(config)
+}
+
+fn key_slots(storage: &dyn Storage) -> Result<Vec<(String, KeySlot)>> {
+    storage
+        .list("keys/")?
+        .into_iter()
+        .map(|entry| {
+            let bytes = storage.get(&entry.key)?;
+            let slot =
+                serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(&entry.key, e))?;
+            Ok((entry.key, slot))
+        })
+        .collect()
+}

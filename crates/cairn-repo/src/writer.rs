@@ -1,0 +1,357 @@
+//! The write pipeline of a backup.
+//!
+//! ```text
+//! caller thread:  read → chunk → keyed hash → dedup (index + pending set)
+//!                         │ new blobs only, bounded queue
+//! worker threads: compress → seal → append to the open pack of its kind
+//!                         │ pack full
+//!                 upload pack → every N packs, upload an index file
+//! ```
+//!
+//! Commit order, which is what makes a killed run harmless: a pack is uploaded before any
+//! index file names it, index files before the snapshot that needs them (the snapshot is
+//! saved by the caller only after [`Writer::finish`] returns). A crash therefore leaves at
+//! most packs no index names, or indexed blobs no snapshot uses — never a broken snapshot.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use cairn_storage::Storage;
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::chunker::{ChunkParams, Chunker};
+use crate::compress;
+use crate::crypto::Keys;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{self, IndexedPack};
+use crate::pack::{pack_key, BlobKind, PackBuilder};
+use crate::repo::Repository;
+use crate::tree::Tree;
+
+/// Index files are written after this many packs, so a long run killed late still leaves
+/// its work reusable by the next run.
+const PACKS_PER_INDEX: usize = 32;
+
+/// Tuning of a [`Writer`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// zstd level; 0 stores every blob raw.
+    pub compression: i32,
+    /// A pack is closed once its blobs reach this many bytes.
+    pub pack_size: usize,
+    /// Worker threads compressing and sealing.
+    pub threads: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            compression: 3,
+            pack_size: 16 << 20,
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+/// Counters of what a writer stored, readable while it runs (for progress).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Blobs handed in, new or not.
+    pub blobs_seen: AtomicU64,
+    /// Plaintext bytes handed in.
+    pub bytes_seen: AtomicU64,
+    /// Blobs that were new to the repository.
+    pub blobs_new: AtomicU64,
+    /// Bytes written to storage: sealed blobs, pack headers and index files.
+    pub bytes_stored: AtomicU64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteTotals {
+    pub blobs_seen: u64,
+    pub bytes_seen: u64,
+    pub blobs_new: u64,
+    pub bytes_stored: u64,
+}
+
+impl WriterStats {
+    pub fn totals(&self) -> WriteTotals {
+        WriteTotals {
+            blobs_seen: self.blobs_seen.load(Ordering::Relaxed),
+            bytes_seen: self.bytes_seen.load(Ordering::Relaxed),
+            blobs_new: self.blobs_new.load(Ordering::Relaxed),
+            bytes_stored: self.bytes_stored.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why saving a stream failed: the source could not be read, or the repository write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("{0}")]
+    Source(std::io::Error),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// A stream cut into chunks and saved.
+#[derive(Debug, Clone, Default)]
+pub struct SavedStream {
+    pub content: Vec<Id>,
+    pub size: u64,
+}
+
+struct Job {
+    kind: BlobKind,
+    id: Id,
+    data: Vec<u8>,
+}
+
+struct Shared {
+    storage: Arc<dyn Storage>,
+    keys: Arc<Keys>,
+    options: WriterOptions,
+    /// Blobs queued or written by this writer, not yet in the repository's index.
+    pending: Mutex<HashSet<Id>>,
+    packers: [Mutex<PackBuilder>; 2],
+    /// Packs uploaded but not yet named by an index file.
+    unindexed: Mutex<Vec<IndexedPack>>,
+    /// Every pack this writer uploaded.
+    written: Mutex<Vec<IndexedPack>>,
+    failed: AtomicBool,
+    error: Mutex<Option<RepoError>>,
+    stats: WriterStats,
+}
+
+/// Saves blobs into a repository; see the module documentation for the pipeline.
+pub struct Writer<'r> {
+    repo: &'r Repository,
+    shared: Arc<Shared>,
+    tx: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Repository {
+    /// Start writing blobs.
+    pub fn writer(&self, options: WriterOptions) -> Writer<'_> {
+        Writer::new(self, options)
+    }
+}
+
+impl<'r> Writer<'r> {
+    fn new(repo: &'r Repository, options: WriterOptions) -> Writer<'r> {
+        let shared = Arc::new(Shared {
+            storage: repo.storage().clone(),
+            keys: repo.keys().clone(),
+            options,
+            pending: Mutex::default(),
+            packers: Default::default(),
+            unindexed: Mutex::default(),
+            written: Mutex::default(),
+            failed: AtomicBool::new(false),
+            error: Mutex::default(),
+            stats: WriterStats::default(),
+        });
+        let threads = options.threads.max(1);
+        // Two jobs per worker in flight: enough to keep them busy, little memory.
+        let (tx, rx) = bounded::<Job>(threads * 2);
+        let workers = (0..threads)
+            .map(|i| {
+                let (rx, shared) = (rx.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("cairn-pack-{i}"))
+                    .spawn(move || worker(&rx, &shared))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        Writer {
+            repo,
+            shared,
+            tx: Some(tx),
+            workers,
+        }
+    }
+
+    /// Live counters, for progress display.
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Err(self.take_error());
+        }
+        Ok(())
+    }
+
+    fn take_error(&self) -> RepoError {
+        self.shared
+            .error
+            .lock()
+            .expect("error lock poisoned")
+            .take()
+            .unwrap_or_else(|| RepoError::Corrupt {
+                what: "write pipeline".into(),
+                detail: "a worker failed; see the first error".into(),
+            })
+    }
+
+    /// Save one blob; returns its id. Known blobs are not stored again.
+    pub fn save_blob(&self, kind: BlobKind, data: Vec<u8>) -> Result<Id> {
+        self.check_failed()?;
+        let id = self.shared.keys.blob_id(&data);
+        let stats = &self.shared.stats;
+        stats.blobs_seen.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_seen
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if self.repo.index().contains(&id)
+            || !self
+                .shared
+                .pending
+                .lock()
+                .expect("pending lock poisoned")
+                .insert(id)
+        {
+            return Ok(id);
+        }
+        stats.blobs_new.fetch_add(1, Ordering::Relaxed);
+        let tx = self.tx.as_ref().expect("sender lives until finish");
+        if tx.send(Job { kind, id, data }).is_err() {
+            return Err(self.take_error());
+        }
+        Ok(id)
+    }
+
+    /// Cut a stream into chunks and save them.
+    pub fn save_stream(
+        &self,
+        reader: impl Read,
+        params: ChunkParams,
+    ) -> Result<SavedStream, SaveError> {
+        let chunker = Chunker::new(self.shared.keys.gear(), params);
+        let mut saved = SavedStream::default();
+        for chunk in chunker.stream(reader) {
+            let chunk = chunk.map_err(SaveError::Source)?;
+            saved.size += chunk.len() as u64;
+            saved.content.push(self.save_blob(BlobKind::Data, chunk)?);
+        }
+        Ok(saved)
+    }
+
+    /// Save a directory listing.
+    pub fn save_tree(&self, tree: &mut Tree) -> Result<Id> {
+        self.save_blob(BlobKind::Tree, tree.to_bytes())
+    }
+
+    /// Wait for every queued blob, write the last packs and index file, and make the new
+    /// blobs visible in the repository's index. Only after this may a snapshot be saved.
+    pub fn finish(mut self) -> Result<WriteTotals> {
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.check_failed()?;
+        for kind in [BlobKind::Data, BlobKind::Tree] {
+            let packer = std::mem::take(
+                &mut *self.shared.packers[kind as usize]
+                    .lock()
+                    .expect("packer lock poisoned"),
+            );
+            if !packer.is_empty() {
+                upload_pack(&self.shared, kind, packer)?;
+            }
+        }
+        write_index(&self.shared, true)?;
+        self.repo
+            .add_to_index(&self.shared.written.lock().expect("written lock poisoned"));
+        Ok(self.shared.stats.totals())
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // An abandoned writer stops its workers; what it uploaded is garbage for prune.
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(rx: &Receiver<Job>, shared: &Shared) {
+    for job in rx {
+        // After a failure keep draining so the producer never blocks on a full queue.
+        if shared.failed.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(e) = store_blob(shared, job) {
+            let mut slot = shared.error.lock().expect("error lock poisoned");
+            slot.get_or_insert(e);
+            shared.failed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn store_blob(shared: &Shared, job: Job) -> Result<()> {
+    let framed = compress::compress(&job.data, shared.options.compression);
+    let sealed = shared.keys.seal(&framed, &job.id.0);
+    let raw_len = u32::try_from(job.data.len()).expect("chunks stay far below 4 GiB");
+    let full = {
+        let mut packer = shared.packers[job.kind as usize]
+            .lock()
+            .expect("packer lock poisoned");
+        packer.add(job.kind, job.id, &sealed, raw_len);
+        (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
+    };
+    if let Some(packer) = full {
+        upload_pack(shared, job.kind, packer)?;
+        write_index(shared, false)?;
+    }
+    Ok(())
+}
+
+fn upload_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()> {
+    let (bytes, id, entries) = packer.finish(&shared.keys);
+    shared.storage.put(&pack_key(&id), &bytes)?;
+    shared
+        .stats
+        .bytes_stored
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let pack = IndexedPack { id, kind, entries };
+    shared
+        .written
+        .lock()
+        .expect("written lock poisoned")
+        .push(pack.clone());
+    shared
+        .unindexed
+        .lock()
+        .expect("unindexed lock poisoned")
+        .push(pack);
+    Ok(())
+}
+
+/// Write an index file for uploaded packs once enough have gathered (or always, at the end).
+fn write_index(shared: &Shared, always: bool) -> Result<()> {
+    let packs = {
+        let mut unindexed = shared.unindexed.lock().expect("unindexed lock poisoned");
+        if unindexed.is_empty() || (!always && unindexed.len() < PACKS_PER_INDEX) {
+            return Ok(());
+        }
+        std::mem::take(&mut *unindexed)
+    };
+    let (key, sealed) = index::seal(&shared.keys, &packs);
+    shared.storage.put(&key, &sealed)?;
+    shared
+        .stats
+        .bytes_stored
+        .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+    Ok(())
+}

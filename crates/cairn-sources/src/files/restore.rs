@@ -1,0 +1,328 @@
+//! Rebuilding directory trees from a snapshot.
+//!
+//! Order: walk the trees and select entries; create directories, symlinks and empty files;
+//! fetch content pack by pack on several threads, writing each blob at its offsets; remove
+//! files whose data was damaged and report them; link hard links; finally set metadata,
+//! directories deepest first so writing into them does not disturb their mtimes.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use cairn_repo::restore::{plan, PackPlan};
+use cairn_repo::{Id, Node, NodeKind, Repository};
+use filetime::FileTime;
+
+use super::{FilesError, Patterns, Progress};
+
+/// What to restore and how.
+pub struct RestoreOptions {
+    /// Only entries matching these (or under a matching directory); all when empty.
+    pub include: Patterns,
+    /// Threads fetching packs; also the cap on packs in flight.
+    pub threads: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            include: Patterns::none(),
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct RestoreOutcome {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// Files not restored because their data is damaged or missing (relative paths).
+    pub damaged: Vec<String>,
+    /// Other problems with single entries.
+    pub warnings: Vec<String>,
+}
+
+struct Entry {
+    rel: PathBuf,
+    node: Node,
+    /// Chosen by the include patterns (directories may be kept only as parents).
+    selected: bool,
+}
+
+/// Restore the tree `root` under `target`.
+pub fn restore(
+    repo: &Repository,
+    root: Id,
+    target: &Path,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome, FilesError> {
+    let entries = select(repo, root, &options.include)?;
+    let mut out = RestoreOutcome::default();
+    fs::create_dir_all(target).map_err(|source| FilesError::Path {
+        path: target.to_path_buf(),
+        source,
+    })?;
+
+    // Directories first, then everything that is not file content.
+    let mut files: Vec<&Entry> = Vec::new();
+    let mut links: Vec<(&Entry, usize)> = Vec::new();
+    let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
+    for e in &entries {
+        let path = target.join(&e.rel);
+        let made = match e.node.kind {
+            NodeKind::Dir => fs::create_dir_all(&path).map(|()| out.dirs += 1),
+            NodeKind::Symlink => make_symlink(&e.node, &path).map(|()| out.symlinks += 1),
+            NodeKind::File => {
+                if e.node.links > 1 {
+                    if let Some(&first) = first_of_inode.get(&(e.node.dev, e.node.inode)) {
+                        links.push((e, first));
+                        continue;
+                    }
+                    first_of_inode.insert((e.node.dev, e.node.inode), files.len());
+                }
+                files.push(e);
+                create_sized(&path, e.node.size)
+            }
+        };
+        if let Err(err) = made {
+            out.warnings.push(format!("{}: {err}", path.display()));
+            progress.warning(&format!("{}: {err}", path.display()));
+        }
+    }
+
+    let damaged = write_contents(repo, target, &files, options.threads, progress, &mut out);
+    for &i in &damaged {
+        let _ = fs::remove_file(target.join(&files[i].rel));
+        out.damaged.push(files[i].rel.display().to_string());
+    }
+    out.files = (files.len() - damaged.len()) as u64;
+    for (e, first) in &links {
+        let path = target.join(&e.rel);
+        if damaged.contains(first) {
+            out.damaged.push(e.rel.display().to_string());
+            continue;
+        }
+        let _ = fs::remove_file(&path);
+        match fs::hard_link(target.join(&files[*first].rel), &path) {
+            Ok(()) => out.files += 1,
+            Err(err) => out.warnings.push(format!("{}: {err}", path.display())),
+        }
+    }
+    out.damaged.sort();
+
+    // Metadata last; directories deepest first.
+    for e in entries.iter().rev() {
+        let path = target.join(&e.rel);
+        if e.node.kind == NodeKind::File && !path.exists() {
+            continue;
+        }
+        if let Err(err) = set_metadata(&e.node, &path) {
+            out.warnings
+                .push(format!("{}: setting metadata: {err}", path.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// Walk the snapshot trees and keep what the include patterns select, parents first.
+fn select(repo: &Repository, root: Id, include: &Patterns) -> Result<Vec<Entry>, FilesError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, PathBuf::new(), include.is_empty())];
+    while let Some((tree_id, rel, all)) = stack.pop() {
+        let tree = repo.load_tree(&tree_id)?;
+        // Reverse so the stack pops in name order.
+        for node in tree.nodes.into_iter().rev() {
+            let name = node.name_bytes();
+            if name.is_empty()
+                || name == b"."
+                || name == b".."
+                || name.contains(&b'/')
+                || name.contains(&0)
+            {
+                return Err(FilesError::UnsafeName(node.name));
+            }
+            let child = rel.join(OsStr::from_bytes(&name));
+            let is_dir = node.kind == NodeKind::Dir;
+            let selected = all || include.matches(&child, is_dir);
+            if is_dir {
+                if let Some(sub) = node.subtree {
+                    stack.push((sub, child.clone(), selected));
+                }
+                // An unselected directory is kept only if something below it is selected.
+                out.push(Entry {
+                    rel: child,
+                    node,
+                    selected,
+                });
+                continue;
+            }
+            if selected {
+                out.push(Entry {
+                    rel: child,
+                    node,
+                    selected,
+                });
+            }
+        }
+    }
+    // Entries were pushed in stack order; sort so parents come before children.
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    if !include.is_empty() {
+        prune_unselected_dirs(&mut out);
+    }
+    Ok(out)
+}
+
+/// Drop directories that were not selected and hold nothing selected.
+fn prune_unselected_dirs(entries: &mut Vec<Entry>) {
+    let needed: HashSet<PathBuf> = entries
+        .iter()
+        .filter(|e| e.selected)
+        .flat_map(|e| {
+            e.rel
+                .ancestors()
+                .skip(1)
+                .map(Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    entries.retain(|e| e.selected || needed.contains(&e.rel));
+}
+
+/// Fetch and write all file contents; returns positions of damaged files.
+fn write_contents(
+    repo: &Repository,
+    target: &Path,
+    files: &[&Entry],
+    threads: usize,
+    progress: &dyn Progress,
+    out: &mut RestoreOutcome,
+) -> HashSet<usize> {
+    let contents: Vec<&[Id]> = files.iter().map(|e| e.node.content.as_slice()).collect();
+    let restore_plan = plan(&repo.index(), &contents);
+    let damaged = Mutex::new(
+        restore_plan
+            .missing
+            .iter()
+            .map(|(f, _)| *f)
+            .collect::<HashSet<usize>>(),
+    );
+    let next = AtomicUsize::new(0);
+    let bytes = AtomicUsize::new(0);
+    let paths: Vec<PathBuf> = files.iter().map(|e| target.join(&e.rel)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(pack) = restore_plan.packs.get(i) else {
+                    break;
+                };
+                let written = write_pack(repo, pack, &paths, &damaged, progress);
+                bytes.fetch_add(written, Ordering::Relaxed);
+            });
+        }
+    });
+    out.bytes = bytes.into_inner() as u64;
+    damaged.into_inner().expect("damaged set lock poisoned")
+}
+
+fn write_pack(
+    repo: &Repository,
+    pack: &PackPlan,
+    paths: &[PathBuf],
+    damaged: &Mutex<HashSet<usize>>,
+    progress: &dyn Progress,
+) -> usize {
+    let mut written = 0;
+    repo.fetch_pack(pack, |blob, data| {
+        let mark = |file| {
+            damaged
+                .lock()
+                .expect("damaged set lock poisoned")
+                .insert(file);
+        };
+        match data {
+            Ok(bytes) => {
+                for t in &blob.targets {
+                    let result = OpenOptions::new()
+                        .write(true)
+                        .open(&paths[t.file])
+                        .and_then(|f| f.write_all_at(&bytes, t.offset));
+                    match result {
+                        Ok(()) => {
+                            written += bytes.len();
+                            progress.bytes(bytes.len() as u64);
+                        }
+                        Err(e) => {
+                            progress.warning(&format!("{}: {e}", paths[t.file].display()));
+                            mark(t.file);
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                for t in &blob.targets {
+                    progress.warning(&format!(
+                        "{}: chunk {} is damaged: {reason}",
+                        paths[t.file].display(),
+                        blob.id.short()
+                    ));
+                    mark(t.file);
+                }
+            }
+        }
+    });
+    written
+}
+
+fn create_sized(path: &Path, size: u64) -> std::io::Result<()> {
+    // An existing file could be a hard link into data we must not touch: replace, not truncate.
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path)?;
+    }
+    File::create(path)?.set_len(size)
+}
+
+fn make_symlink(node: &Node, path: &Path) -> std::io::Result<()> {
+    let target = node.target_bytes().unwrap_or_default();
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path)?;
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
+}
+
+fn set_metadata(node: &Node, path: &Path) -> std::io::Result<()> {
+    let mtime = FileTime::from_unix_time(
+        node.mtime_ns.div_euclid(1_000_000_000),
+        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    if is_root() {
+        // Ownership only makes sense (and only works) for root; others keep their own.
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+    }
+    if node.kind == NodeKind::Symlink {
+        return filetime::set_symlink_file_times(path, mtime, mtime);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
+    filetime::set_file_times(path, mtime, mtime)
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user; this avoids unsafe code for geteuid().
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+    })
+}

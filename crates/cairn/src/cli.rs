@@ -1,0 +1,178 @@
+//! Command-line types (clap). Kept apart from the logic in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::env;
+
+/// Backups of the data stores applications live on: deduplicated, compressed, encrypted.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location (a directory)
+    #[arg(long, short = 'r', global = true, env = env::REPO, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// Read the repository password from this file
+    #[arg(long, global = true, env = env::PASSWORD_FILE, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Unlock the repository with a key file instead of a password
+    #[arg(long, global = true, env = env::KEY_FILE, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Print less (no summaries, no progress)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository
+    Init(InitArgs),
+    /// Back up files and folders
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(LsArgs),
+    /// Restore a snapshot into a directory
+    Restore(RestoreArgs),
+    /// Check the repository's integrity
+    Check(CheckArgs),
+    /// Manage the passwords and key files that unlock the repository
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Argon2id memory in KiB for the first key slot (default 65536)
+    #[arg(long, hide = true, env = env::KDF_MEMORY_KIB)]
+    pub kdf_memory_kib: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and folders to back up; each is stored under its last path component
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Skip paths matching this gitignore-style pattern (repeatable), e.g. '*.log' or '.git'
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Snapshot time instead of now: RFC 3339, or 'YYYY-MM-DD HH:MM:SS' in local time
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Host name recorded in the snapshot (default: this machine's)
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Compare against this snapshot instead of the latest one of the same paths
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot
+    #[arg(long)]
+    pub force: bool,
+    /// zstd compression level (0 = off)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression: i32,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Only snapshots with this tag (repeatable; all must match)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this host
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id (or a unique prefix), or 'latest'
+    pub snapshot: String,
+    /// Only entries under this path in the snapshot, e.g. /data/sub
+    pub path: Option<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot id (or a unique prefix), or 'latest'
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Restore only what matches this gitignore-style pattern (repeatable), e.g. 'data/*.csv'
+    #[arg(long = "include", short = 'i', value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Which source of the snapshot to restore (default: the only one)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Allow restoring into a directory that is not empty, replacing files in it
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read every pack and authenticate every blob
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key slots
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key slot for a new password or key file
+    Add(KeyAddArgs),
+    /// Remove a key slot (never the last one)
+    Remove {
+        /// Key slot id or unique prefix, as shown by `cairn key list`
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// Read the new password from this file (else $CAIRN_NEW_PASSWORD, else a prompt)
+    #[arg(long, value_name = "FILE", conflicts_with = "new_key_file")]
+    pub new_password_file: Option<PathBuf>,
+    /// Add a key file; a new random one is written there if the file does not exist
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// A note shown by `cairn key list`
+    #[arg(long, default_value = "")]
+    pub label: String,
+}

@@ -1,0 +1,53 @@
+//! `cairn check [--read-data]`: verify the repository.
+
+use anyhow::{bail, Result};
+
+use crate::cli::{CheckArgs, Global};
+use crate::settings;
+
+pub fn run(global: &Global, args: &CheckArgs) -> Result<()> {
+    let repo = settings::open(global)?;
+    let report = cairn_repo::check::check(&repo, args.read_data, &())?;
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        for e in &report.errors {
+            println!("error: {e}");
+        }
+        for a in &report.affected {
+            println!(
+                "affected: snapshot {} source {} {}",
+                a.snapshot, a.source, a.path
+            );
+        }
+        if !global.quiet {
+            let read = if args.read_data {
+                format!(", {} packs read", report.packs_read)
+            } else {
+                String::new()
+            };
+            println!(
+                "checked {} snapshots, {} packs, {} blobs{read}: {}",
+                report.snapshots,
+                report.packs,
+                report.blobs,
+                if report.is_ok() {
+                    "no errors"
+                } else {
+                    "ERRORS FOUND"
+                }
+            );
+        }
+    }
+    if !report.is_ok() {
+        bail!(
+            "the check found {} problem(s) in {}",
+            report.errors.len(),
+            repo.location()
+        );
+    }
+    Ok(())
+}

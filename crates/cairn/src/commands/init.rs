@@ -1,0 +1,34 @@
+//! `cairn init`: create a repository.
+
+use anyhow::{bail, Result};
+use cairn_repo::Repository;
+
+use crate::cli::{Global, InitArgs};
+use crate::settings;
+
+pub fn run(global: &Global, args: &InitArgs) -> Result<()> {
+    let storage = settings::storage(global)?;
+    let root = storage.root();
+    let has_config = root.join("config").exists();
+    if !has_config && root.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} is not empty and is not a cairn repository\nhint: choose a new or empty directory",
+            root.display()
+        );
+    }
+    let secret = settings::secret(global, true)?;
+    let repo = Repository::init(
+        storage,
+        &secret,
+        &settings::slot_info("initial key", args.kdf_memory_kib),
+    )?;
+    if !global.quiet {
+        println!(
+            "created cairn repository {} at {}",
+            repo.config().id.short(),
+            repo.location()
+        );
+        println!("keep the password safe: without it the data cannot be restored");
+    }
+    Ok(())
+}

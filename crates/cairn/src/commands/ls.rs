@@ -1,0 +1,86 @@
+//! `cairn ls SNAPSHOT [PATH]`: list what a snapshot holds.
+
+use anyhow::Result;
+use cairn_repo::{Node, NodeKind, Repository};
+use chrono::TimeZone;
+use serde_json::json;
+
+use crate::cli::{Global, LsArgs};
+use crate::output;
+use crate::settings;
+
+pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
+    let repo = settings::open(global)?;
+    let (_, snap) = repo.find_snapshot(&args.snapshot)?;
+    let prefix = args
+        .path
+        .as_deref()
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .filter(|p| p != "/");
+    let mut rows = Vec::new();
+    for source in &snap.sources {
+        let Some(root) = source.root else { continue };
+        walk(&repo, root, String::new(), &mut |path, node| {
+            let wanted = prefix
+                .as_ref()
+                .is_none_or(|p| path == *p || path.starts_with(&format!("{p}/")));
+            if wanted {
+                rows.push((path.to_string(), node.clone()));
+            }
+        })?;
+    }
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(path, n)| json!({"path": path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "target": n.target}))
+            .collect();
+        return super::print_json(&list);
+    }
+    for (path, n) in &rows {
+        let mtime = chrono::Local
+            .timestamp_nanos(n.mtime_ns)
+            .format("%Y-%m-%d %H:%M:%S");
+        let size = if n.kind == NodeKind::File {
+            output::bytes(n.size)
+        } else {
+            String::new()
+        };
+        let link = n
+            .target
+            .as_ref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        println!(
+            "{}{:o}  {:>10}  {mtime}  {path}{link}",
+            kind_char(n.kind),
+            n.mode,
+            size
+        );
+    }
+    Ok(())
+}
+
+fn kind_char(kind: NodeKind) -> char {
+    match kind {
+        NodeKind::Dir => 'd',
+        NodeKind::File => '-',
+        NodeKind::Symlink => 'l',
+    }
+}
+
+/// Visit every node under `tree`, parents before children, in name order.
+fn walk(
+    repo: &Repository,
+    tree: cairn_repo::Id,
+    path: String,
+    f: &mut dyn FnMut(&str, &Node),
+) -> Result<()> {
+    for node in repo.load_tree(&tree)?.nodes {
+        let child = format!("{path}/{}", node.name);
+        f(&child, &node);
+        if let Some(sub) = node.subtree {
+            walk(repo, sub, child, f)?;
+        }
+    }
+    Ok(())
+}

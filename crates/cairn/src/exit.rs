@@ -1,0 +1,59 @@
+//! Exit codes, and the one place errors become them.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | error: nothing was done, or the check found problems |
+//! | 2 | wrong command-line usage |
+//! | 3 | partial: done, but some files could not be backed up or restored |
+//! | 10 | no repository at the given location |
+//! | 11 | wrong password or key file |
+//! | 130 | interrupted |
+
+use cairn_repo::RepoError;
+
+pub const OK: u8 = 0;
+pub const ERROR: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const PARTIAL: u8 = 3;
+pub const NO_REPOSITORY: u8 = 10;
+pub const WRONG_KEY: u8 = 11;
+
+/// A command finished but not everything worked; the message says what.
+#[derive(Debug)]
+pub struct Partial(pub String);
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Partial {}
+
+/// Exit code for an error, and a hint for people where one helps.
+pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
+    if err.downcast_ref::<Partial>().is_some() {
+        return (PARTIAL, None);
+    }
+    for cause in err.chain() {
+        if let Some(repo_err) = cause.downcast_ref::<RepoError>() {
+            return match repo_err {
+                RepoError::NotARepository { location } => {
+                    (NO_REPOSITORY, Some(format!("create one with `cairn init --repo {location}`, or check --repo / $CAIRN_REPO")))
+                }
+                RepoError::WrongKey { .. } => {
+                    (WRONG_KEY, Some("check $CAIRN_PASSWORD, --password-file or --key-file; `cairn key list` shows the slots".into()))
+                }
+                RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot { .. } => {
+                    (ERROR, Some("`cairn snapshots` lists snapshot ids; 'latest' names the newest".into()))
+                }
+                RepoError::Corrupt { .. } | RepoError::MissingBlob(_) => {
+                    (ERROR, Some("run `cairn check --read-data` to see what is damaged".into()))
+                }
+                _ => (ERROR, None),
+            };
+        }
+    }
+    (ERROR, None)
+}

@@ -1,0 +1,110 @@
+//! Human-facing output: sizes, durations, tables, and progress on a terminal.
+//!
+//! Data goes to stdout; progress, warnings and errors to stderr. Progress bars appear only
+//! when stderr is a terminal and `CAIRN_NO_PROGRESS` is unset.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::env;
+
+/// `1.5 GiB`, `12.0 MiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `0.42s`, `3m 05s`.
+pub fn duration(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.2}s")
+    } else {
+        let s = secs.round() as u64;
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+/// Live progress of a long operation: a bar on a terminal, nothing otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    items: AtomicU64,
+    quiet: bool,
+}
+
+impl Progress {
+    /// `total` bytes if known (restore), else a spinner with counts (backup).
+    pub fn new(quiet: bool, total: Option<u64>) -> Progress {
+        let show =
+            !quiet && std::io::stderr().is_terminal() && env::get(env::NO_PROGRESS).is_none();
+        let bar = show.then(|| {
+            let bar = match total {
+                Some(t) => ProgressBar::new(t).with_style(
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                ),
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed_precise} {bytes} read, {bytes_per_sec} {msg}",
+                    )
+                    .expect("valid template"),
+                ),
+            };
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            items: AtomicU64::new(0),
+            quiet,
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl cairn_sources::files::Progress for Progress {
+    fn bytes(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
+    fn item(&self) {
+        let n = self.items.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bar) = &self.bar {
+            if n % 256 == 0 {
+                bar.set_message(format!("{n} items"));
+            }
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+}
