@@ -54,19 +54,10 @@ impl CheckReport {
 }
 
 /// Run the check.
-pub fn check(
-    repo: &Repository,
-    read_data: bool,
-    progress: &dyn CheckProgress,
-) -> Result<CheckReport> {
+pub fn check(repo: &Repository, read_data: bool, progress: &dyn CheckProgress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     repo.reload_index()?;
-    let stored: HashMap<String, u64> = repo
-        .storage()
-        .list("packs/")?
-        .into_iter()
-        .map(|e| (e.key, e.size))
-        .collect();
+    let stored: HashMap<String, u64> = repo.storage().list("packs/")?.into_iter().map(|e| (e.key, e.size)).collect();
     let mut bad_blobs = check_packs_exist(repo, &stored, &mut report);
     if read_data {
         bad_blobs.extend(read_all_packs(repo, &stored, &mut report, progress));
@@ -76,11 +67,7 @@ pub fn check(
 }
 
 /// Compare the index with the packs in storage; returns blobs whose pack is missing.
-fn check_packs_exist(
-    repo: &Repository,
-    stored: &HashMap<String, u64>,
-    report: &mut CheckReport,
-) -> HashSet<Id> {
+fn check_packs_exist(repo: &Repository, stored: &HashMap<String, u64>, report: &mut CheckReport) -> HashSet<Id> {
     let index = repo.index();
     report.blobs = index.blob_count();
     let mut needed: HashMap<u32, u64> = HashMap::new();
@@ -95,16 +82,11 @@ fn check_packs_exist(
         let key = pack_key(&id);
         match stored.get(&key) {
             None => {
-                report.errors.push(format!(
-                    "pack {}: named by the index but missing from storage",
-                    id.short()
-                ));
+                report.errors.push(format!("pack {}: named by the index but missing from storage", id.short()));
                 bad_packs.insert(pos as u32);
             }
             Some(&size) if size < needed.get(&(pos as u32)).copied().unwrap_or(0) => {
-                report
-                    .errors
-                    .push(format!("pack {}: truncated ({size} bytes)", id.short()));
+                report.errors.push(format!("pack {}: truncated ({size} bytes)", id.short()));
                 bad_packs.insert(pos as u32);
             }
             Some(_) => {}
@@ -112,23 +94,14 @@ fn check_packs_exist(
     }
     let unindexed = stored
         .keys()
-        .filter(|k| {
-            k.rsplit('/')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .is_none_or(|id| !index.has_pack(&id))
-        })
+        .filter(|k| k.rsplit('/').next().and_then(|n| n.parse().ok()).is_none_or(|id| !index.has_pack(&id)))
         .count();
     if unindexed > 0 {
         report.warnings.push(format!(
             "{unindexed} pack(s) are not in any index (left by an interrupted backup); they are unused and harmless"
         ));
     }
-    index
-        .blobs()
-        .filter(|(_, loc)| bad_packs.contains(&loc.pack))
-        .map(|(id, _)| *id)
-        .collect()
+    index.blobs().filter(|(_, loc)| bad_packs.contains(&loc.pack)).map(|(id, _)| *id).collect()
 }
 
 /// Read every indexed pack and verify it; returns the damaged blobs.
@@ -155,16 +128,8 @@ fn read_all_packs(
         let bytes = match repo.storage().get(&key) {
             Ok(b) => b,
             Err(e) => {
-                report
-                    .errors
-                    .push(format!("pack {}: cannot be read: {e}", pack.short()));
-                bad.extend(
-                    by_pack
-                        .get(&(pos as u32))
-                        .into_iter()
-                        .flatten()
-                        .map(|(id, _)| *id),
-                );
+                report.errors.push(format!("pack {}: cannot be read: {e}", pack.short()));
+                bad.extend(by_pack.get(&(pos as u32)).into_iter().flatten().map(|(id, _)| *id));
                 continue;
             }
         };
@@ -188,14 +153,8 @@ fn read_all_packs(
             problems.push(format!("header: {e}"));
         }
         if !problems.is_empty() {
-            report.errors.push(format!(
-                "pack {} is damaged: {}",
-                pack.short(),
-                problems.join("; ")
-            ));
-            report
-                .damaged_packs
-                .push((pack.to_hex(), problems.join("; ")));
+            report.errors.push(format!("pack {} is damaged: {}", pack.short(), problems.join("; ")));
+            report.damaged_packs.push((pack.to_hex(), problems.join("; ")));
         }
     }
     progress.packs_read(total, total);
@@ -223,24 +182,15 @@ fn walk_snapshots(repo: &Repository, bad: &HashSet<Id>, report: &mut CheckReport
                 if !seen.insert(tree_id) {
                     continue;
                 }
-                let affected = |p: &str| Affected {
-                    snapshot: id.short(),
-                    source: source.name.clone(),
-                    path: p.to_string(),
-                };
+                let affected =
+                    |p: &str| Affected { snapshot: id.short(), source: source.name.clone(), path: p.to_string() };
                 if bad.contains(&tree_id) {
-                    report
-                        .affected
-                        .push(affected(if path.is_empty() { "/" } else { &path }));
+                    report.affected.push(affected(if path.is_empty() { "/" } else { &path }));
                 }
                 let tree = match repo.load_tree(&tree_id) {
                     Ok(t) => t,
                     Err(e) => {
-                        report.errors.push(format!(
-                            "snapshot {} source {} path /{path}: {e}",
-                            id.short(),
-                            source.name
-                        ));
+                        report.errors.push(format!("snapshot {} source {} path /{path}: {e}", id.short(), source.name));
                         continue;
                     }
                 };
@@ -255,8 +205,7 @@ fn walk_snapshots(repo: &Repository, bad: &HashSet<Id>, report: &mut CheckReport
                         }
                         NodeKind::File => {
                             let index = repo.index();
-                            if let Some(missing) = node.content.iter().find(|b| !index.contains(b))
-                            {
+                            if let Some(missing) = node.content.iter().find(|b| !index.contains(b)) {
                                 report.errors.push(format!(
                                     "snapshot {} {child}: chunk {} is missing",
                                     id.short(),

@@ -52,10 +52,7 @@ impl GearTable {
     /// Expand a 32-byte key into the table with BLAKE3's extendable output.
     pub fn from_key(key: &[u8; 32]) -> GearTable {
         let mut bytes = [0u8; 256 * 8];
-        blake3::Hasher::new_keyed(key)
-            .update(b"gear")
-            .finalize_xof()
-            .fill(&mut bytes);
+        blake3::Hasher::new_keyed(key).update(b"gear").finalize_xof().fill(&mut bytes);
         let mut table = [0u64; 256];
         for (slot, word) in table.iter_mut().zip(bytes.chunks_exact(8)) {
             *slot = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
@@ -77,12 +74,7 @@ impl Chunker {
     pub fn new(gear: &GearTable, params: ChunkParams) -> Chunker {
         // Masks take the top bits: after the shift-left hash they depend on the most bytes.
         let top = |bits: u32| !0u64 << (64 - bits);
-        Chunker {
-            gear: gear.clone(),
-            params,
-            mask_small: top(params.bits() + 2),
-            mask_large: top(params.bits() - 2),
-        }
+        Chunker { gear: gear.clone(), params, mask_small: top(params.bits() + 2), mask_large: top(params.bits() - 2) }
     }
 
     pub fn params(&self) -> ChunkParams {
@@ -130,13 +122,7 @@ impl Chunker {
 
     /// Chunks of a reader, each as an owned buffer; memory use is bounded by a few `max`.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream {
-            chunker: self,
-            reader,
-            buf: Vec::new(),
-            start: 0,
-            eof: false,
-        }
+        ChunkStream { chunker: self, reader, buf: Vec::new(), start: 0, eof: false }
     }
 }
 
@@ -216,10 +202,7 @@ mod tests {
     }
 
     fn chunker(avg: u32) -> Chunker {
-        Chunker::new(
-            &GearTable::from_key(&[7; 32]),
-            ChunkParams::new(avg).unwrap(),
-        )
+        Chunker::new(&GearTable::from_key(&[7; 32]), ChunkParams::new(avg).unwrap())
     }
 
     /// Any change here is a repository format change: boundaries must stay put.
@@ -234,14 +217,8 @@ mod tests {
     fn gear_table_depends_on_the_key() {
         let data = seeded_bytes(1, 1 << 20);
         let p = ChunkParams::new(1 << 13).unwrap();
-        let a: Vec<usize> = Chunker::new(&GearTable::from_key(&[1; 32]), p)
-            .split(&data)
-            .map(<[u8]>::len)
-            .collect();
-        let b: Vec<usize> = Chunker::new(&GearTable::from_key(&[2; 32]), p)
-            .split(&data)
-            .map(<[u8]>::len)
-            .collect();
+        let a: Vec<usize> = Chunker::new(&GearTable::from_key(&[1; 32]), p).split(&data).map(<[u8]>::len).collect();
+        let b: Vec<usize> = Chunker::new(&GearTable::from_key(&[2; 32]), p).split(&data).map(<[u8]>::len).collect();
         assert_ne!(a, b);
     }
 
@@ -251,10 +228,7 @@ mod tests {
         let c = chunker(1 << 16);
         let n = c.split(&data).count();
         let avg = data.len() / n;
-        assert!(
-            (1 << 15..1 << 17).contains(&avg),
-            "average chunk {avg} too far from 64 KiB"
-        );
+        assert!((1 << 15..1 << 17).contains(&avg), "average chunk {avg} too far from 64 KiB");
     }
 
     #[test]
@@ -263,11 +237,7 @@ mod tests {
         let c = chunker(1 << 14);
         let mut edited = data.clone();
         edited.splice(1_000_000..1_000_000, *b"inserted!");
-        let set = |d: &[u8]| {
-            c.split(d)
-                .map(|x| blake3::hash(x))
-                .collect::<std::collections::HashSet<_>>()
-        };
+        let set = |d: &[u8]| c.split(d).map(|x| blake3::hash(x)).collect::<std::collections::HashSet<_>>();
         let (before, after) = (set(&data), set(&edited));
         let lost = before.difference(&after).count();
         assert!(lost <= 3, "an insertion changed {lost} chunks");

@@ -69,16 +69,12 @@ pub fn decompress(framed: &[u8], raw_len: usize) -> Result<Vec<u8>, DecompressEr
                 *slot = Some(zstd::bulk::Decompressor::new().map_err(DecompressError::Zstd)?);
             }
             let d = slot.as_mut().expect("just set");
-            d.decompress(payload, raw_len)
-                .map_err(DecompressError::Zstd)
+            d.decompress(payload, raw_len).map_err(DecompressError::Zstd)
         })?,
         other => return Err(DecompressError::UnknownKind(other)),
     };
     if out.len() != raw_len {
-        return Err(DecompressError::Length {
-            got: out.len(),
-            expected: raw_len,
-        });
+        return Err(DecompressError::Length { got: out.len(), expected: raw_len });
     }
     Ok(out)
 }
@@ -98,19 +94,14 @@ mod tests {
 
     #[test]
     fn incompressible_data_is_stored_raw() {
-        let data: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let random = blake3::Hasher::new().update(&data).finalize_xof();
         let mut bytes = vec![0u8; 4096];
         random.clone().fill(&mut bytes);
         let framed = compress(&bytes, 3);
         assert_eq!(framed[0], RAW);
         assert_eq!(decompress(&framed, bytes.len()).unwrap(), bytes);
-        assert!(
-            decompress(&framed, 5).is_err(),
-            "a wrong length is an error"
-        );
+        assert!(decompress(&framed, 5).is_err(), "a wrong length is an error");
         assert_eq!(compress(b"", 3), vec![RAW]);
     }
 }

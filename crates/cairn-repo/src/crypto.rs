@@ -39,12 +39,7 @@ impl Keys {
         let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &enc).expect("32-byte AES key"));
         let id_key = blake3::derive_key(CTX_BLOB_ID, &master);
         let gear_key = blake3::derive_key(CTX_GEAR, &master);
-        Keys {
-            master,
-            aead,
-            id_key,
-            gear: GearTable::from_key(&gear_key),
-        }
+        Keys { master, aead, id_key, gear: GearTable::from_key(&gear_key) }
     }
 
     /// A fresh random master secret.
@@ -95,11 +90,7 @@ fn seal_with(key: &LessSafeKey, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_LEN..],
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
         .expect("AES-GCM sealing cannot fail for in-range lengths");
     out.extend_from_slice(tag.as_ref());
     out
@@ -111,10 +102,7 @@ fn open_with(key: &LessSafeKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, Au
     }
     let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| AuthError)?;
     let mut buf = sealed[NONCE_LEN..].to_vec();
-    let plain_len = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| AuthError)?
-        .len();
+    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| AuthError)?.len();
     buf.truncate(plain_len);
     Ok(buf)
 }
@@ -122,9 +110,7 @@ fn open_with(key: &LessSafeKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, Au
 /// `N` bytes from the operating system's secure random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut out)
-        .expect("the OS random source failed");
+    SystemRandom::new().fill(&mut out).expect("the OS random source failed");
     out
 }
 
@@ -141,14 +127,8 @@ mod tests {
         assert!(keys.open(&sealed, b"blob-2").is_err(), "aad must bind");
         let mut flipped = sealed.clone();
         flipped[15] ^= 1;
-        assert!(
-            keys.open(&flipped, b"blob-1").is_err(),
-            "a flipped bit must fail"
-        );
-        assert!(
-            Keys::generate().open(&sealed, b"blob-1").is_err(),
-            "another key must fail"
-        );
+        assert!(keys.open(&flipped, b"blob-1").is_err(), "a flipped bit must fail");
+        assert!(Keys::generate().open(&sealed, b"blob-1").is_err(), "another key must fail");
     }
 
     #[test]

@@ -15,17 +15,9 @@ pub enum RepoError {
     NotARepository { location: String },
     #[error("a cairn repository already exists at {location}")]
     AlreadyExists { location: String },
-    #[error(
-        "repository at {location} has format version {found}; this cairn reads version {supported}"
-    )]
-    UnsupportedVersion {
-        location: String,
-        found: u32,
-        supported: u32,
-    },
-    #[error(
-        "wrong password or key file for the repository at {location} (tried {slots} key slot(s))"
-    )]
+    #[error("repository at {location} has format version {found}; this cairn reads version {supported}")]
+    UnsupportedVersion { location: String, found: u32, supported: u32 },
+    #[error("wrong password or key file for the repository at {location} (tried {slots} key slot(s))")]
     WrongKey { location: String, slots: usize },
     #[error("no key slot matches {0:?}")]
     NoSuchKey(String),
@@ -51,10 +43,7 @@ pub enum RepoError {
 
 impl RepoError {
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> RepoError {
-        RepoError::Corrupt {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
+        RepoError::Corrupt { what: what.into(), detail: detail.to_string() }
     }
 }
 

@@ -48,11 +48,7 @@ pub fn encode(packs: &[IndexedPack]) -> Vec<u8> {
 
 /// Parse the plaintext of an index file.
 pub fn decode(plain: &[u8]) -> Result<Vec<IndexedPack>, IndexFormatError> {
-    let mut r = Reader(
-        plain
-            .strip_prefix(MAGIC)
-            .ok_or(IndexFormatError("bad magic"))?,
-    );
+    let mut r = Reader(plain.strip_prefix(MAGIC).ok_or(IndexFormatError("bad magic"))?);
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
@@ -66,13 +62,7 @@ pub fn decode(plain: &[u8]) -> Result<Vec<IndexedPack>, IndexFormatError> {
         for _ in 0..n {
             let id = r.id()?;
             let (offset, length, raw_len) = (r.u32()?, r.u32()?, r.u32()?);
-            entries.push(PackEntry {
-                kind,
-                id,
-                offset,
-                length,
-                raw_len,
-            });
+            entries.push(PackEntry { kind, id, offset, length, raw_len });
         }
         packs.push(IndexedPack { id, kind, entries });
     }
@@ -86,17 +76,12 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], IndexFormatError> {
-        let (head, rest) = self
-            .0
-            .split_at_checked(n)
-            .ok_or(IndexFormatError("truncated"))?;
+        let (head, rest) = self.0.split_at_checked(n).ok_or(IndexFormatError("truncated"))?;
         self.0 = rest;
         Ok(head)
     }
     fn u32(&mut self) -> Result<u32, IndexFormatError> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn id(&mut self) -> Result<Id, IndexFormatError> {
         Ok(Id::from_slice(self.take(32)?).expect("32 bytes"))
@@ -136,12 +121,7 @@ impl Index {
             self.packs.push((pack.id, pack.kind));
         }
         for e in &pack.entries {
-            let loc = BlobLoc {
-                pack: pos,
-                offset: e.offset,
-                length: e.length,
-                raw_len: e.raw_len,
-            };
+            let loc = BlobLoc { pack: pos, offset: e.offset, length: e.length, raw_len: e.raw_len };
             self.blobs.entry(e.id).or_insert(loc);
         }
     }
@@ -187,10 +167,7 @@ mod tests {
         (
             any::<[u8; 32]>(),
             any::<bool>(),
-            proptest::collection::vec(
-                (any::<[u8; 32]>(), any::<u32>(), any::<u32>(), any::<u32>()),
-                0..20,
-            ),
+            proptest::collection::vec((any::<[u8; 32]>(), any::<u32>(), any::<u32>(), any::<u32>()), 0..20),
         )
             .prop_map(|(id, tree, entries)| {
                 let kind = if tree { BlobKind::Tree } else { BlobKind::Data };
@@ -199,13 +176,7 @@ mod tests {
                     kind,
                     entries: entries
                         .into_iter()
-                        .map(|(b, offset, length, raw_len)| PackEntry {
-                            kind,
-                            id: Id(b),
-                            offset,
-                            length,
-                            raw_len,
-                        })
+                        .map(|(b, offset, length, raw_len)| PackEntry { kind, id: Id(b), offset, length, raw_len })
                         .collect(),
                 }
             })
@@ -225,24 +196,10 @@ mod tests {
 
     #[test]
     fn first_location_wins() {
-        let entry = |offset| PackEntry {
-            kind: BlobKind::Data,
-            id: Id([9; 32]),
-            offset,
-            length: 1,
-            raw_len: 1,
-        };
+        let entry = |offset| PackEntry { kind: BlobKind::Data, id: Id([9; 32]), offset, length: 1, raw_len: 1 };
         let mut index = Index::default();
-        index.add_pack(&IndexedPack {
-            id: Id([1; 32]),
-            kind: BlobKind::Data,
-            entries: vec![entry(5)],
-        });
-        index.add_pack(&IndexedPack {
-            id: Id([2; 32]),
-            kind: BlobKind::Data,
-            entries: vec![entry(7)],
-        });
+        index.add_pack(&IndexedPack { id: Id([1; 32]), kind: BlobKind::Data, entries: vec![entry(5)] });
+        index.add_pack(&IndexedPack { id: Id([2; 32]), kind: BlobKind::Data, entries: vec![entry(7)] });
         let loc = index.get(&Id([9; 32])).unwrap();
         assert_eq!((index.pack(loc.pack).0, loc.offset), (Id([1; 32]), 5));
     }

@@ -41,11 +41,7 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes: about a quarter of a second on one core.
     fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
     }
 }
 
@@ -109,10 +105,7 @@ impl KeySlot {
         let salt = hex::decode(&self.salt).ok()?;
         let wrapping = wrapping_key(secret, &salt, self.kdf)?;
         let sealed = hex::decode(&self.wrapped).ok()?;
-        open_with_key(&wrapping, &sealed, &aad(repo_id))
-            .ok()?
-            .try_into()
-            .ok()
+        open_with_key(&wrapping, &sealed, &aad(repo_id)).ok()?.try_into().ok()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -133,14 +126,10 @@ fn wrapping_key(secret: &Secret, salt: &[u8], kdf: Option<KdfParams>) -> Option<
     match secret {
         Secret::Password(password) => {
             let p = kdf?;
-            let params =
-                argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).ok()?;
-            let argon =
-                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).ok()?;
+            let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
             let mut out = [0u8; 32];
-            argon
-                .hash_password_into(password.as_bytes(), salt, &mut out)
-                .ok()?;
+            argon.hash_password_into(password.as_bytes(), salt, &mut out).ok()?;
             Some(out)
         }
         Secret::KeyFile(bytes) => {
@@ -154,51 +143,24 @@ fn wrapping_key(secret: &Secret, salt: &[u8], kdf: Option<KdfParams>) -> Option<
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[test]
     fn password_slot_unlocks_only_with_the_password() {
         let repo = Id([3; 32]);
-        let slot = KeySlot::create(
-            &[7; 32],
-            &repo,
-            &Secret::Password("pw".into()),
-            FAST,
-            "l",
-            "h",
-        );
+        let slot = KeySlot::create(&[7; 32], &repo, &Secret::Password("pw".into()), FAST, "l", "h");
         let parsed: KeySlot = serde_json::from_slice(&slot.to_bytes()).unwrap();
-        assert_eq!(
-            parsed.unlock(&repo, &Secret::Password("pw".into())),
-            Some([7; 32])
-        );
+        assert_eq!(parsed.unlock(&repo, &Secret::Password("pw".into())), Some([7; 32]));
         assert_eq!(parsed.unlock(&repo, &Secret::Password("nope".into())), None);
-        assert_eq!(
-            parsed.unlock(&Id([4; 32]), &Secret::Password("pw".into())),
-            None
-        );
+        assert_eq!(parsed.unlock(&Id([4; 32]), &Secret::Password("pw".into())), None);
         assert_eq!(parsed.unlock(&repo, &Secret::KeyFile(b"pw".to_vec())), None);
     }
 
     #[test]
     fn key_file_slot_ignores_surrounding_whitespace() {
         let repo = Id([3; 32]);
-        let slot = KeySlot::create(
-            &[9; 32],
-            &repo,
-            &Secret::KeyFile(b"abc".to_vec()),
-            FAST,
-            "",
-            "",
-        );
-        assert_eq!(
-            slot.unlock(&repo, &Secret::KeyFile(b"abc\n".to_vec())),
-            Some([9; 32])
-        );
+        let slot = KeySlot::create(&[9; 32], &repo, &Secret::KeyFile(b"abc".to_vec()), FAST, "", "");
+        assert_eq!(slot.unlock(&repo, &Secret::KeyFile(b"abc\n".to_vec())), Some([9; 32]));
         assert_eq!(slot.unlock(&repo, &Secret::KeyFile(b"abd".to_vec())), None);
     }
 }

@@ -81,13 +81,7 @@ impl PackBuilder {
         let offset = u32::try_from(self.bytes.len()).expect("packs stay far below 4 GiB");
         let length = u32::try_from(sealed.len()).expect("blobs stay far below 4 GiB");
         self.bytes.extend_from_slice(sealed);
-        self.entries.push(PackEntry {
-            kind,
-            id,
-            offset,
-            length,
-            raw_len,
-        });
+        self.entries.push(PackEntry { kind, id, offset, length, raw_len });
     }
 
     /// Seal the header onto the blobs; returns the pack's bytes, its id and its entries.
@@ -116,12 +110,8 @@ fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
 }
 
 fn decode_header(plain: &[u8]) -> Result<Vec<PackEntry>, PackError> {
-    let rest = plain
-        .strip_prefix(HEADER_MAGIC)
-        .ok_or(PackError::Malformed("bad magic"))?;
-    let (count, rest) = rest
-        .split_at_checked(4)
-        .ok_or(PackError::Malformed("no count"))?;
+    let rest = plain.strip_prefix(HEADER_MAGIC).ok_or(PackError::Malformed("bad magic"))?;
+    let (count, rest) = rest.split_at_checked(4).ok_or(PackError::Malformed("no count"))?;
     let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
     if rest.len() != count * ENTRY_LEN {
         return Err(PackError::Malformed("entry count does not match length"));
@@ -142,17 +132,10 @@ fn decode_header(plain: &[u8]) -> Result<Vec<PackEntry>, PackError> {
 
 /// Read the header of a whole pack file.
 pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
-    let (body, len) = pack
-        .split_at_checked(pack.len().wrapping_sub(4))
-        .ok_or(PackError::TooShort)?;
+    let (body, len) = pack.split_at_checked(pack.len().wrapping_sub(4)).ok_or(PackError::TooShort)?;
     let header_len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-    let start = body
-        .len()
-        .checked_sub(header_len)
-        .ok_or(PackError::TooShort)?;
-    let plain = keys
-        .open(&body[start..], HEADER_AAD)
-        .map_err(|_| PackError::HeaderAuth)?;
+    let start = body.len().checked_sub(header_len).ok_or(PackError::TooShort)?;
+    let plain = keys.open(&body[start..], HEADER_AAD).map_err(|_| PackError::HeaderAuth)?;
     decode_header(&plain)
 }
 

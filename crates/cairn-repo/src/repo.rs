@@ -47,37 +47,17 @@ impl Repository {
     /// Create a new repository in empty storage, with one key slot for `secret`.
     pub fn init(storage: Arc<dyn Storage>, secret: &Secret, slot: &SlotInfo) -> Result<Repository> {
         if storage.exists(CONFIG_KEY)? {
-            return Err(RepoError::AlreadyExists {
-                location: storage.location(),
-            });
+            return Err(RepoError::AlreadyExists { location: storage.location() });
         }
         let keys = Keys::generate();
-        let config = RepoConfig {
-            version: FORMAT_VERSION,
-            id: Id(crate::crypto::random_bytes()),
-            created: chrono::Utc::now(),
-        };
-        let slot = KeySlot::create(
-            keys.master(),
-            &config.id,
-            secret,
-            slot.kdf,
-            &slot.label,
-            &slot.host,
-        );
+        let config =
+            RepoConfig { version: FORMAT_VERSION, id: Id(crate::crypto::random_bytes()), created: chrono::Utc::now() };
+        let slot = KeySlot::create(keys.master(), &config.id, secret, slot.kdf, &slot.label, &slot.host);
         let bytes = slot.to_bytes();
         // The key slot goes first: a config without a usable slot would be a locked repository.
         storage.put(&KeySlot::storage_key(&bytes), &bytes)?;
-        storage.put(
-            CONFIG_KEY,
-            &serde_json::to_vec_pretty(&config).expect("config serialises"),
-        )?;
-        Ok(Repository {
-            storage,
-            keys: Arc::new(keys),
-            config,
-            index: RwLock::default(),
-        })
+        storage.put(CONFIG_KEY, &serde_json::to_vec_pretty(&config).expect("config serialises"))?;
+        Ok(Repository { storage, keys: Arc::new(keys), config, index: RwLock::default() })
     }
 
     /// Open and unlock an existing repository, and load its index.
@@ -87,16 +67,8 @@ impl Repository {
         let master = slots
             .iter()
             .find_map(|(_, slot)| slot.unlock(&config.id, secret))
-            .ok_or_else(|| RepoError::WrongKey {
-                location: storage.location(),
-                slots: slots.len(),
-            })?;
-        let repo = Repository {
-            storage,
-            keys: Arc::new(Keys::from_master(master)),
-            config,
-            index: RwLock::default(),
-        };
+            .ok_or_else(|| RepoError::WrongKey { location: storage.location(), slots: slots.len() })?;
+        let repo = Repository { storage, keys: Arc::new(Keys::from_master(master)), config, index: RwLock::default() };
         repo.reload_index()?;
         Ok(repo)
     }
@@ -138,10 +110,7 @@ impl Repository {
     /// Decrypt and parse one index file.
     pub fn read_index_file(&self, key: &str) -> Result<Vec<IndexedPack>> {
         let sealed = self.storage.get(key)?;
-        let plain = self
-            .keys
-            .open(&sealed, index::INDEX_AAD)
-            .map_err(|e| RepoError::corrupt(key, e))?;
+        let plain = self.keys.open(&sealed, index::INDEX_AAD).map_err(|e| RepoError::corrupt(key, e))?;
         index::decode(&plain).map_err(|e| RepoError::corrupt(key, e))
     }
 
@@ -159,14 +128,11 @@ impl Repository {
             let loc = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
             (loc, index.pack(loc.pack).0)
         };
-        let sealed =
-            self.storage
-                .get_range(&pack_key(&pack), loc.offset.into(), loc.length.into())?;
-        self.open_blob(id, &sealed, loc.raw_len)
-            .map_err(|detail| RepoError::Corrupt {
-                what: format!("blob {} in pack {}", id.short(), pack.short()),
-                detail,
-            })
+        let sealed = self.storage.get_range(&pack_key(&pack), loc.offset.into(), loc.length.into())?;
+        self.open_blob(id, &sealed, loc.raw_len).map_err(|detail| RepoError::Corrupt {
+            what: format!("blob {} in pack {}", id.short(), pack.short()),
+            detail,
+        })
     }
 
     /// Decrypt, decompress and verify one sealed blob.
@@ -189,20 +155,15 @@ impl Repository {
         let json = serde_json::to_vec(snapshot).expect("snapshots serialise");
         let sealed = self.keys.seal(&json, SNAPSHOT_AAD);
         let id = Id::of_stored(&sealed);
-        self.storage
-            .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
+        self.storage.put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
         Ok(id)
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let key = format!("snapshots/{}", id.to_hex());
         let sealed = self.storage.get(&key)?;
-        let plain = self
-            .keys
-            .open(&sealed, SNAPSHOT_AAD)
-            .map_err(|e| RepoError::corrupt(&key, e))?;
-        let snap: Snapshot =
-            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
+        let plain = self.keys.open(&sealed, SNAPSHOT_AAD).map_err(|e| RepoError::corrupt(&key, e))?;
+        let snap: Snapshot = serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
         if snap.version > SNAPSHOT_VERSION {
             return Err(RepoError::corrupt(
                 &key,
@@ -239,23 +200,14 @@ impl Repository {
     /// Resolve `latest` or a unique id prefix among `candidates` (oldest first).
     pub fn resolve(candidates: &[(Id, Snapshot)], spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
-            return candidates
-                .last()
-                .cloned()
-                .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
+            return candidates.last().cloned().ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
         }
         let spec_lower = spec.to_ascii_lowercase();
-        let matches: Vec<_> = candidates
-            .iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&spec_lower))
-            .collect();
+        let matches: Vec<_> = candidates.iter().filter(|(id, _)| id.to_hex().starts_with(&spec_lower)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(RepoError::SnapshotNotFound(spec.to_string())),
-            many => Err(RepoError::AmbiguousSnapshot {
-                prefix: spec.to_string(),
-                count: many.len(),
-            }),
+            many => Err(RepoError::AmbiguousSnapshot { prefix: spec.to_string(), count: many.len() }),
         }
     }
 
@@ -271,14 +223,7 @@ impl Repository {
 
     /// Add a key slot for `secret`; returns its storage key.
     pub fn add_key(&self, secret: &Secret, slot: &SlotInfo) -> Result<String> {
-        let slot = KeySlot::create(
-            self.keys.master(),
-            &self.config.id,
-            secret,
-            slot.kdf,
-            &slot.label,
-            &slot.host,
-        );
+        let slot = KeySlot::create(self.keys.master(), &self.config.id, secret, slot.kdf, &slot.label, &slot.host);
         let bytes = slot.to_bytes();
         let key = KeySlot::storage_key(&bytes);
         self.storage.put(&key, &bytes)?;
@@ -288,10 +233,8 @@ impl Repository {
     /// Remove the key slot whose id starts with `prefix`; never the last one.
     pub fn remove_key(&self, prefix: &str) -> Result<String> {
         let slots = self.key_slots()?;
-        let matching: Vec<_> = slots
-            .iter()
-            .filter(|(k, _)| k.trim_start_matches("keys/").starts_with(prefix))
-            .collect();
+        let matching: Vec<_> =
+            slots.iter().filter(|(k, _)| k.trim_start_matches("keys/").starts_with(prefix)).collect();
         let key = match matching.as_slice() {
             [(key, _)] => key.clone(),
             _ => return Err(RepoError::NoSuchKey(prefix.to_string())),
@@ -306,15 +249,10 @@ impl Repository {
 
 fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     let bytes = match storage.get(CONFIG_KEY) {
-        Err(e) if e.is_not_found() => {
-            return Err(RepoError::NotARepository {
-                location: storage.location(),
-            })
-        }
+        Err(e) if e.is_not_found() => return Err(RepoError::NotARepository { location: storage.location() }),
         other => other?,
     };
-    let config: RepoConfig =
-        serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    let config: RepoConfig = serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt("config", e))?;
     if config.version != FORMAT_VERSION {
         return Err(RepoError::UnsupportedVersion {
             location: storage.location(),
@@ -331,8 +269,7 @@ fn key_slots(storage: &dyn Storage) -> Result<Vec<(String, KeySlot)>> {
         .into_iter()
         .map(|entry| {
             let bytes = storage.get(&entry.key)?;
-            let slot =
-                serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(&entry.key, e))?;
+            let slot = serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(&entry.key, e))?;
             Ok((entry.key, slot))
         })
         .collect()

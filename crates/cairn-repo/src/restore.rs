@@ -43,10 +43,7 @@ pub struct PackPlan {
 impl PackPlan {
     /// Plaintext bytes this pack contributes (counting every target).
     pub fn bytes(&self) -> u64 {
-        self.blobs
-            .iter()
-            .map(|b| u64::from(b.raw_len) * b.targets.len() as u64)
-            .sum()
+        self.blobs.iter().map(|b| u64::from(b.raw_len) * b.targets.len() as u64).sum()
     }
 }
 
@@ -69,27 +66,20 @@ pub fn plan(index: &Index, files: &[&[Id]]) -> RestorePlan {
                 missing.push((file, *id));
                 continue 'files;
             };
-            let blob = by_pack
-                .entry(loc.pack)
-                .or_default()
-                .entry(loc.offset)
-                .or_insert_with(|| PlannedBlob {
-                    id: *id,
-                    offset: loc.offset,
-                    length: loc.length,
-                    raw_len: loc.raw_len,
-                    targets: Vec::new(),
-                });
+            let blob = by_pack.entry(loc.pack).or_default().entry(loc.offset).or_insert_with(|| PlannedBlob {
+                id: *id,
+                offset: loc.offset,
+                length: loc.length,
+                raw_len: loc.raw_len,
+                targets: Vec::new(),
+            });
             blob.targets.push(BlobTarget { file, offset });
             offset += u64::from(loc.raw_len);
         }
     }
     let packs = by_pack
         .into_iter()
-        .map(|(pos, blobs)| PackPlan {
-            pack: index.pack(pos).0,
-            blobs: blobs.into_values().collect(),
-        })
+        .map(|(pos, blobs)| PackPlan { pack: index.pack(pos).0, blobs: blobs.into_values().collect() })
         .collect();
     RestorePlan { packs, missing }
 }
@@ -97,11 +87,7 @@ pub fn plan(index: &Index, files: &[&[Id]]) -> RestorePlan {
 impl Repository {
     /// Fetch the blobs of one pack plan, calling `f` with each blob's verified plaintext or
     /// the reason it could not be had (a missing or unreadable pack fails each of its blobs).
-    pub fn fetch_pack(
-        &self,
-        plan: &PackPlan,
-        mut f: impl FnMut(&PlannedBlob, Result<Vec<u8>, String>),
-    ) {
+    pub fn fetch_pack(&self, plan: &PackPlan, mut f: impl FnMut(&PlannedBlob, Result<Vec<u8>, String>)) {
         let key = pack_key(&plan.pack);
         let mut i = 0;
         while i < plan.blobs.len() {
@@ -113,10 +99,7 @@ impl Repository {
                 end = end.max(plan.blobs[j].offset + plan.blobs[j].length);
                 j += 1;
             }
-            match self
-                .storage()
-                .get_range(&key, start.into(), (end - start).into())
-            {
+            match self.storage().get_range(&key, start.into(), (end - start).into()) {
                 Ok(bytes) => {
                     for blob in &plan.blobs[i..j] {
                         let at = (blob.offset - start) as usize;

@@ -105,25 +105,19 @@ impl Node {
 
     /// The exact symlink target bytes.
     pub fn target_bytes(&self) -> Option<Vec<u8>> {
-        self.target
-            .as_deref()
-            .map(|t| decode_os(t, self.target_raw.as_deref()))
+        self.target.as_deref().map(|t| decode_os(t, self.target_raw.as_deref()))
     }
 }
 
 fn encode_os(s: &OsStr) -> (String, Option<String>) {
     match s.to_str() {
         Some(text) => (text.to_string(), None),
-        None => (
-            s.to_string_lossy().into_owned(),
-            Some(hex::encode(s.as_bytes())),
-        ),
+        None => (s.to_string_lossy().into_owned(), Some(hex::encode(s.as_bytes()))),
     }
 }
 
 fn decode_os(text: &str, raw: Option<&str>) -> Vec<u8> {
-    raw.and_then(|r| hex::decode(r).ok())
-        .unwrap_or_else(|| text.as_bytes().to_vec())
+    raw.and_then(|r| hex::decode(r).ok()).unwrap_or_else(|| text.as_bytes().to_vec())
 }
 
 /// A directory listing.
@@ -169,10 +163,7 @@ mod tests {
     fn serialisation_is_canonical() {
         let a = Node::new(OsStr::new("a"), NodeKind::File);
         let b = Node::new(OsStr::new("b"), NodeKind::Dir);
-        let x = Tree {
-            nodes: vec![b.clone(), a.clone()],
-        }
-        .to_bytes();
+        let x = Tree { nodes: vec![b.clone(), a.clone()] }.to_bytes();
         let y = Tree { nodes: vec![a, b] }.to_bytes();
         assert_eq!(x, y);
         insta::assert_snapshot!(String::from_utf8(x).unwrap());

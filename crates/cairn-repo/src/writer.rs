@@ -169,12 +169,7 @@ impl<'r> Writer<'r> {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Writer {
-            repo,
-            shared,
-            tx: Some(tx),
-            workers,
-        }
+        Writer { repo, shared, tx: Some(tx), workers }
     }
 
     /// Live counters, for progress display.
@@ -190,15 +185,10 @@ impl<'r> Writer<'r> {
     }
 
     fn take_error(&self) -> RepoError {
-        self.shared
-            .error
-            .lock()
-            .expect("error lock poisoned")
-            .take()
-            .unwrap_or_else(|| RepoError::Corrupt {
-                what: "write pipeline".into(),
-                detail: "a worker failed; see the first error".into(),
-            })
+        self.shared.error.lock().expect("error lock poisoned").take().unwrap_or_else(|| RepoError::Corrupt {
+            what: "write pipeline".into(),
+            detail: "a worker failed; see the first error".into(),
+        })
     }
 
     /// Save one blob; returns its id. Known blobs are not stored again.
@@ -207,17 +197,8 @@ impl<'r> Writer<'r> {
         let id = self.shared.keys.blob_id(&data);
         let stats = &self.shared.stats;
         stats.blobs_seen.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_seen
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if self.repo.index().contains(&id)
-            || !self
-                .shared
-                .pending
-                .lock()
-                .expect("pending lock poisoned")
-                .insert(id)
-        {
+        stats.bytes_seen.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if self.repo.index().contains(&id) || !self.shared.pending.lock().expect("pending lock poisoned").insert(id) {
             return Ok(id);
         }
         stats.blobs_new.fetch_add(1, Ordering::Relaxed);
@@ -229,11 +210,7 @@ impl<'r> Writer<'r> {
     }
 
     /// Cut a stream into chunks and save them.
-    pub fn save_stream(
-        &self,
-        reader: impl Read,
-        params: ChunkParams,
-    ) -> Result<SavedStream, SaveError> {
+    pub fn save_stream(&self, reader: impl Read, params: ChunkParams) -> Result<SavedStream, SaveError> {
         let chunker = Chunker::new(self.shared.keys.gear(), params);
         let mut saved = SavedStream::default();
         for chunk in chunker.stream(reader) {
@@ -258,18 +235,13 @@ impl<'r> Writer<'r> {
         }
         self.check_failed()?;
         for kind in [BlobKind::Data, BlobKind::Tree] {
-            let packer = std::mem::take(
-                &mut *self.shared.packers[kind as usize]
-                    .lock()
-                    .expect("packer lock poisoned"),
-            );
+            let packer = std::mem::take(&mut *self.shared.packers[kind as usize].lock().expect("packer lock poisoned"));
             if !packer.is_empty() {
                 upload_pack(&self.shared, kind, packer)?;
             }
         }
         write_index(&self.shared, true)?;
-        self.repo
-            .add_to_index(&self.shared.written.lock().expect("written lock poisoned"));
+        self.repo.add_to_index(&self.shared.written.lock().expect("written lock poisoned"));
         Ok(self.shared.stats.totals())
     }
 }
@@ -304,9 +276,7 @@ fn store_blob(shared: &Shared, job: Job) -> Result<()> {
     let sealed = shared.keys.seal(&framed, &job.id.0);
     let raw_len = u32::try_from(job.data.len()).expect("chunks stay far below 4 GiB");
     let full = {
-        let mut packer = shared.packers[job.kind as usize]
-            .lock()
-            .expect("packer lock poisoned");
+        let mut packer = shared.packers[job.kind as usize].lock().expect("packer lock poisoned");
         packer.add(job.kind, job.id, &sealed, raw_len);
         (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
     };
@@ -320,21 +290,10 @@ fn store_blob(shared: &Shared, job: Job) -> Result<()> {
 fn upload_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()> {
     let (bytes, id, entries) = packer.finish(&shared.keys);
     shared.storage.put(&pack_key(&id), &bytes)?;
-    shared
-        .stats
-        .bytes_stored
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    shared.stats.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let pack = IndexedPack { id, kind, entries };
-    shared
-        .written
-        .lock()
-        .expect("written lock poisoned")
-        .push(pack.clone());
-    shared
-        .unindexed
-        .lock()
-        .expect("unindexed lock poisoned")
-        .push(pack);
+    shared.written.lock().expect("written lock poisoned").push(pack.clone());
+    shared.unindexed.lock().expect("unindexed lock poisoned").push(pack);
     Ok(())
 }
 
@@ -349,9 +308,6 @@ fn write_index(shared: &Shared, always: bool) -> Result<()> {
     };
     let (key, sealed) = index::seal(&shared.keys, &packs);
     shared.storage.put(&key, &sealed)?;
-    shared
-        .stats
-        .bytes_stored
-        .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+    shared.stats.bytes_stored.fetch_add(sealed.len() as u64, Ordering::Relaxed);
     Ok(())
 }

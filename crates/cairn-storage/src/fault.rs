@@ -53,10 +53,7 @@ impl<S: Storage> FaultStorage<S> {
 
     fn check_crashed(&self, key: &str, op: &'static str) -> Result<()> {
         if self.crashed.load(Ordering::SeqCst) {
-            return Err(StorageError::Injected {
-                key: key.to_string(),
-                op,
-            });
+            return Err(StorageError::Injected { key: key.to_string(), op });
         }
         Ok(())
     }
@@ -65,10 +62,7 @@ impl<S: Storage> FaultStorage<S> {
         self.check_crashed(key, "read")?;
         let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
         if self.fault == Fault::FailRead(n) {
-            return Err(StorageError::Injected {
-                key: key.to_string(),
-                op: "read",
-            });
+            return Err(StorageError::Injected { key: key.to_string(), op: "read" });
         }
         Ok(())
     }
@@ -84,17 +78,11 @@ impl<S: Storage> Storage for FaultStorage<S> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         match self.fault {
             Fault::FailWrite(at) if at == n => {
-                return Err(StorageError::Injected {
-                    key: key.to_string(),
-                    op: "write",
-                })
+                return Err(StorageError::Injected { key: key.to_string(), op: "write" })
             }
             Fault::CrashAtWrite(at) if at == n => {
                 self.crashed.store(true, Ordering::SeqCst);
-                return Err(StorageError::Injected {
-                    key: key.to_string(),
-                    op: "write",
-                });
+                return Err(StorageError::Injected { key: key.to_string(), op: "write" });
             }
             _ => {}
         }

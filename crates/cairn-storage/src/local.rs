@@ -23,10 +23,7 @@ pub struct LocalStorage {
 impl LocalStorage {
     /// Use `root` as the repository directory. It need not exist yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStorage {
-            root: root.into(),
-            counter: AtomicU64::new(0),
-        }
+        LocalStorage { root: root.into(), counter: AtomicU64::new(0) }
     }
 
     /// The directory this storage lives in.
@@ -40,17 +37,9 @@ impl LocalStorage {
 
     fn io(&self, key: &str, op: &'static str, source: std::io::Error) -> StorageError {
         if source.kind() == std::io::ErrorKind::NotFound {
-            return StorageError::NotFound {
-                location: self.location(),
-                key: key.to_string(),
-            };
+            return StorageError::NotFound { location: self.location(), key: key.to_string() };
         }
-        StorageError::Io {
-            location: self.location(),
-            key: key.to_string(),
-            op,
-            source,
-        }
+        StorageError::Io { location: self.location(), key: key.to_string(), op, source }
     }
 
     fn write_atomically(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
@@ -80,8 +69,7 @@ impl Storage for LocalStorage {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        self.write_atomically(key, data)
-            .map_err(|e| self.io(key, "write", e))
+        self.write_atomically(key, data).map_err(|e| self.io(key, "write", e))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -105,8 +93,7 @@ impl Storage for LocalStorage {
         if !dir.exists() {
             return Ok(out);
         }
-        walk(&dir, prefix.trim_end_matches('/'), &mut out)
-            .map_err(|e| self.io(prefix, "list", e))?;
+        walk(&dir, prefix.trim_end_matches('/'), &mut out).map_err(|e| self.io(prefix, "list", e))?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -130,19 +117,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
         if name.starts_with(TMP_PREFIX) {
             continue;
         }
-        let key = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
         let meta = entry.metadata()?;
         if meta.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else {
-            out.push(Entry {
-                key,
-                size: meta.len(),
-            });
+            out.push(Entry { key, size: meta.len() });
         }
     }
     Ok(())
@@ -161,19 +141,9 @@ mod tests {
         assert_eq!(s.get("packs/ab/abc").unwrap(), b"hello");
         assert_eq!(s.get_range("packs/ab/abc", 1, 3).unwrap(), b"ell");
         let listed = s.list("packs/").unwrap();
-        assert_eq!(
-            listed,
-            vec![Entry {
-                key: "packs/ab/abc".into(),
-                size: 5
-            }]
-        );
+        assert_eq!(listed, vec![Entry { key: "packs/ab/abc".into(), size: 5 }]);
         std::fs::write(dir.path().join("packs/ab/.tmp-1-1"), b"partial").unwrap();
-        assert_eq!(
-            s.list("packs/").unwrap().len(),
-            1,
-            "temporary files are never listed"
-        );
+        assert_eq!(s.list("packs/").unwrap().len(), 1, "temporary files are never listed");
         s.delete("packs/ab/abc").unwrap();
         s.delete("packs/ab/abc").unwrap();
         assert!(s.get("packs/ab/abc").unwrap_err().is_not_found());

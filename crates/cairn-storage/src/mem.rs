@@ -25,10 +25,7 @@ impl MemStorage {
     }
 
     fn not_found(&self, key: &str) -> StorageError {
-        StorageError::NotFound {
-            location: self.location(),
-            key: key.to_string(),
-        }
+        StorageError::NotFound { location: self.location(), key: key.to_string() }
     }
 }
 
@@ -38,10 +35,7 @@ impl Storage for MemStorage {
     }
 
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        self.objects
-            .lock()
-            .expect("mem storage lock poisoned")
-            .insert(key.to_string(), data.to_vec());
+        self.objects.lock().expect("mem storage lock poisoned").insert(key.to_string(), data.to_vec());
         Ok(())
     }
 
@@ -54,18 +48,12 @@ impl Storage for MemStorage {
         let objects = self.objects.lock().expect("mem storage lock poisoned");
         let bytes = objects.get(key).ok_or_else(|| self.not_found(key))?;
         let (start, end) = (offset as usize, (offset + len) as usize);
-        bytes
-            .get(start..end)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| StorageError::Io {
-                location: self.location(),
-                key: key.to_string(),
-                op: "read",
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "range past end of object",
-                ),
-            })
+        bytes.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| StorageError::Io {
+            location: self.location(),
+            key: key.to_string(),
+            op: "read",
+            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past end of object"),
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
@@ -73,26 +61,16 @@ impl Storage for MemStorage {
         Ok(objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| Entry {
-                key: k.clone(),
-                size: v.len() as u64,
-            })
+            .map(|(k, v)| Entry { key: k.clone(), size: v.len() as u64 })
             .collect())
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        self.objects
-            .lock()
-            .expect("mem storage lock poisoned")
-            .remove(key);
+        self.objects.lock().expect("mem storage lock poisoned").remove(key);
         Ok(())
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self
-            .objects
-            .lock()
-            .expect("mem storage lock poisoned")
-            .contains_key(key))
+        Ok(self.objects.lock().expect("mem storage lock poisoned").contains_key(key))
     }
 }

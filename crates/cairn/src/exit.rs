@@ -39,12 +39,16 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     for cause in err.chain() {
         if let Some(repo_err) = cause.downcast_ref::<RepoError>() {
             return match repo_err {
-                RepoError::NotARepository { location } => {
-                    (NO_REPOSITORY, Some(format!("create one with `cairn init --repo {location}`, or check --repo / $CAIRN_REPO")))
-                }
-                RepoError::WrongKey { .. } => {
-                    (WRONG_KEY, Some("check $CAIRN_PASSWORD, --password-file or --key-file; `cairn key list` shows the slots".into()))
-                }
+                RepoError::NotARepository { location } => (
+                    NO_REPOSITORY,
+                    Some(format!("create one with `cairn init --repo {location}`, or check --repo / $CAIRN_REPO")),
+                ),
+                RepoError::WrongKey { .. } => (
+                    WRONG_KEY,
+                    Some(
+                        "check $CAIRN_PASSWORD, --password-file or --key-file; `cairn key list` shows the slots".into(),
+                    ),
+                ),
                 RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot { .. } => {
                     (ERROR, Some("`cairn snapshots` lists snapshot ids; 'latest' names the newest".into()))
                 }

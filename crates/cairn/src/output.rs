@@ -47,8 +47,7 @@ pub struct Progress {
 impl Progress {
     /// `total` bytes if known (restore), else a spinner with counts (backup).
     pub fn new(quiet: bool, total: Option<u64>) -> Progress {
-        let show =
-            !quiet && std::io::stderr().is_terminal() && env::get(env::NO_PROGRESS).is_none();
+        let show = !quiet && std::io::stderr().is_terminal() && env::get(env::NO_PROGRESS).is_none();
         let bar = show.then(|| {
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(
@@ -59,20 +58,14 @@ impl Progress {
                     .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {elapsed_precise} {bytes} read, {bytes_per_sec} {msg}",
-                    )
-                    .expect("valid template"),
+                    ProgressStyle::with_template("{spinner} {elapsed_precise} {bytes} read, {bytes_per_sec} {msg}")
+                        .expect("valid template"),
                 ),
             };
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress {
-            bar,
-            items: AtomicU64::new(0),
-            quiet,
-        }
+        Progress { bar, items: AtomicU64::new(0), quiet }
     }
 
     pub fn finish(&self) {

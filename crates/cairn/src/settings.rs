@@ -17,10 +17,7 @@ use crate::env;
 pub fn repo_path(global: &Global) -> Result<PathBuf> {
     match &global.repo {
         Some(p) => Ok(p.clone()),
-        None => bail!(
-            "no repository given\nhint: pass --repo PATH or set ${}",
-            env::REPO
-        ),
+        None => bail!("no repository given\nhint: pass --repo PATH or set ${}", env::REPO),
     }
 }
 
@@ -31,8 +28,7 @@ pub fn storage(global: &Global) -> Result<Arc<LocalStorage>> {
 /// What unlocks the repository: key file, password file, `$CAIRN_PASSWORD`, or a prompt.
 pub fn secret(global: &Global, confirm: bool) -> Result<Secret> {
     if let Some(path) = &global.key_file {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
         return Ok(Secret::KeyFile(bytes));
     }
     if let Some(path) = &global.password_file {
@@ -46,8 +42,7 @@ pub fn secret(global: &Global, confirm: bool) -> Result<Secret> {
 
 /// A password file's first line.
 pub fn read_password_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading password file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?;
     let password = text.lines().next().unwrap_or_default().to_string();
     if password.is_empty() {
         bail!("password file {} is empty", path.display());
@@ -68,10 +63,7 @@ pub fn prompt(what: &str, confirm: bool) -> Result<String> {
     if first.is_empty() {
         bail!("empty {what}");
     }
-    if confirm
-        && rpassword::prompt_password(format!("{what} again: ")).context("reading the password")?
-            != first
-    {
+    if confirm && rpassword::prompt_password(format!("{what} again: ")).context("reading the password")? != first {
         bail!("the two passwords differ");
     }
     Ok(first)
@@ -80,16 +72,10 @@ pub fn prompt(what: &str, confirm: bool) -> Result<String> {
 /// Key slot parameters for new slots.
 pub fn slot_info(label: &str, kdf_memory_kib: Option<u32>) -> SlotInfo {
     let mut kdf = KdfParams::default();
-    if let Some(m) =
-        kdf_memory_kib.or_else(|| env::get(env::KDF_MEMORY_KIB).and_then(|v| v.parse().ok()))
-    {
+    if let Some(m) = kdf_memory_kib.or_else(|| env::get(env::KDF_MEMORY_KIB).and_then(|v| v.parse().ok())) {
         kdf.memory_kib = m.max(8);
     }
-    SlotInfo {
-        label: label.to_string(),
-        host: hostname(),
-        kdf,
-    }
+    SlotInfo { label: label.to_string(), host: hostname(), kdf }
 }
 
 pub fn hostname() -> String {

@@ -8,9 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cairn_repo::{
-    ChunkParams, Id, Node, NodeKind, Repository, SaveError, SourceStats, Tree, Writer,
-};
+use cairn_repo::{ChunkParams, Id, Node, NodeKind, Repository, SaveError, SourceStats, Tree, Writer};
 
 use super::{FilesError, Patterns, Progress, MAX_KEPT_WARNINGS};
 
@@ -59,10 +57,7 @@ pub fn backup(
     let mut root = Tree::default();
     let mut names: HashMap<Vec<u8>, PathBuf> = HashMap::new();
     for path in paths {
-        let meta = fs::symlink_metadata(path).map_err(|source| FilesError::Path {
-            path: path.clone(),
-            source,
-        })?;
+        let meta = fs::symlink_metadata(path).map_err(|source| FilesError::Path { path: path.clone(), source })?;
         let name = top_level_name(path)?;
         if let Some(first) = names.insert(name.as_bytes().to_vec(), path.clone()) {
             return Err(FilesError::DuplicateName {
@@ -78,19 +73,12 @@ pub fn backup(
     }
     let root_id = writer.save_tree(&mut root)?;
     walker.stats.duration_secs = started.elapsed().as_secs_f64();
-    Ok(BackupOutcome {
-        root: root_id,
-        stats: walker.stats,
-        warnings: walker.warnings,
-    })
+    Ok(BackupOutcome { root: root_id, stats: walker.stats, warnings: walker.warnings })
 }
 
 /// The name a top-level path is stored under: its last component, after resolving `.`/`..`.
 fn top_level_name(path: &Path) -> Result<std::ffi::OsString, FilesError> {
-    let absolute = std::path::absolute(path).map_err(|source| FilesError::Path {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let absolute = std::path::absolute(path).map_err(|source| FilesError::Path { path: path.to_path_buf(), source })?;
     let normal: PathBuf = absolute.components().fold(PathBuf::new(), |mut acc, c| {
         match c {
             std::path::Component::ParentDir => {
@@ -101,9 +89,7 @@ fn top_level_name(path: &Path) -> Result<std::ffi::OsString, FilesError> {
         }
         acc
     });
-    Ok(normal
-        .file_name()
-        .map_or_else(|| "root".into(), OsStr::to_os_string))
+    Ok(normal.file_name().map_or_else(|| "root".into(), OsStr::to_os_string))
 }
 
 struct Walker<'a, 'w> {
@@ -188,14 +174,8 @@ impl Walker<'_, '_> {
     }
 
     /// Save a directory's tree; `None` if it could not be listed.
-    fn save_dir(
-        &mut self,
-        path: &Path,
-        rel: &Path,
-        parent: Option<&Tree>,
-    ) -> Result<Option<Id>, FilesError> {
-        let mut entries = match fs::read_dir(path).and_then(|rd| rd.collect::<Result<Vec<_>, _>>())
-        {
+    fn save_dir(&mut self, path: &Path, rel: &Path, parent: Option<&Tree>) -> Result<Option<Id>, FilesError> {
+        let mut entries = match fs::read_dir(path).and_then(|rd| rd.collect::<Result<Vec<_>, _>>()) {
             Ok(e) => e,
             Err(e) => {
                 self.fail(path, &e);
@@ -228,12 +208,7 @@ impl Walker<'_, '_> {
     }
 
     /// Fill in a file's content; `false` if it could not be read.
-    fn save_file(
-        &mut self,
-        path: &Path,
-        node: &mut Node,
-        previous: Option<&Node>,
-    ) -> Result<bool, FilesError> {
+    fn save_file(&mut self, path: &Path, node: &mut Node, previous: Option<&Node>) -> Result<bool, FilesError> {
         self.stats.total_bytes += node.size;
         if let Some(prev) = previous.filter(|p| !self.options.reread_all && unchanged(p, node)) {
             let index = self.repo.index();
@@ -263,19 +238,14 @@ impl Walker<'_, '_> {
             self.stats.files_new += 1;
         }
         if node.links > 1 {
-            self.hard_links
-                .insert((node.dev, node.inode), node.content.clone());
+            self.hard_links.insert((node.dev, node.inode), node.content.clone());
         }
         Ok(true)
     }
 
     /// Read a file until two stats around the read agree, or flag it as changed.
     /// The outer error is a repository failure; the inner one a problem with this file.
-    fn read_stable(
-        &mut self,
-        path: &Path,
-        node: &mut Node,
-    ) -> Result<Result<(), std::io::Error>, FilesError> {
+    fn read_stable(&mut self, path: &Path, node: &mut Node) -> Result<Result<(), std::io::Error>, FilesError> {
         for attempt in 1..=READ_ATTEMPTS {
             let file = match File::open(path) {
                 Ok(f) => f,
@@ -285,20 +255,14 @@ impl Walker<'_, '_> {
                 Ok(m) => m,
                 Err(e) => return Ok(Err(e)),
             };
-            let counting = CountingReader {
-                inner: &file,
-                progress: self.progress,
-            };
+            let counting = CountingReader { inner: &file, progress: self.progress };
             let saved = match self.writer.save_stream(counting, self.options.chunking) {
                 Ok(s) => s,
                 Err(SaveError::Source(e)) => return Ok(Err(e)),
                 Err(SaveError::Repo(e)) => return Err(e.into()),
             };
             self.stats.bytes_read += saved.size;
-            let after = file.metadata().map_err(|source| FilesError::Path {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let after = file.metadata().map_err(|source| FilesError::Path { path: path.to_path_buf(), source })?;
             let stable = saved.size == after.len() && same_version(&before, &after);
             // The node describes the version that was read, as of the stat after the read.
             apply_meta(node, &after);

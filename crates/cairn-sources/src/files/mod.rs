@@ -40,11 +40,7 @@ pub enum FilesError {
     #[error("bad pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
     #[error("two paths would both be stored as {name:?}: {first} and {second}")]
-    DuplicateName {
-        name: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
+    DuplicateName { name: String, first: PathBuf, second: PathBuf },
     #[error("snapshot holds an unsafe name {0:?}; refusing to restore it")]
     UnsafeName(String),
     #[error(transparent)]

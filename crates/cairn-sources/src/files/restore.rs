@@ -67,10 +67,7 @@ pub fn restore(
 ) -> Result<RestoreOutcome, FilesError> {
     let entries = select(repo, root, &options.include)?;
     let mut out = RestoreOutcome::default();
-    fs::create_dir_all(target).map_err(|source| FilesError::Path {
-        path: target.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(target).map_err(|source| FilesError::Path { path: target.to_path_buf(), source })?;
 
     // Directories first, then everything that is not file content.
     let mut files: Vec<&Entry> = Vec::new();
@@ -126,8 +123,7 @@ pub fn restore(
             continue;
         }
         if let Err(err) = set_metadata(&e.node, &path) {
-            out.warnings
-                .push(format!("{}: setting metadata: {err}", path.display()));
+            out.warnings.push(format!("{}: setting metadata: {err}", path.display()));
         }
     }
     Ok(out)
@@ -142,12 +138,7 @@ fn select(repo: &Repository, root: Id, include: &Patterns) -> Result<Vec<Entry>,
         // Reverse so the stack pops in name order.
         for node in tree.nodes.into_iter().rev() {
             let name = node.name_bytes();
-            if name.is_empty()
-                || name == b"."
-                || name == b".."
-                || name.contains(&b'/')
-                || name.contains(&0)
-            {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                 return Err(FilesError::UnsafeName(node.name));
             }
             let child = rel.join(OsStr::from_bytes(&name));
@@ -158,19 +149,11 @@ fn select(repo: &Repository, root: Id, include: &Patterns) -> Result<Vec<Entry>,
                     stack.push((sub, child.clone(), selected));
                 }
                 // An unselected directory is kept only if something below it is selected.
-                out.push(Entry {
-                    rel: child,
-                    node,
-                    selected,
-                });
+                out.push(Entry { rel: child, node, selected });
                 continue;
             }
             if selected {
-                out.push(Entry {
-                    rel: child,
-                    node,
-                    selected,
-                });
+                out.push(Entry { rel: child, node, selected });
             }
         }
     }
@@ -187,13 +170,7 @@ fn prune_unselected_dirs(entries: &mut Vec<Entry>) {
     let needed: HashSet<PathBuf> = entries
         .iter()
         .filter(|e| e.selected)
-        .flat_map(|e| {
-            e.rel
-                .ancestors()
-                .skip(1)
-                .map(Path::to_path_buf)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|e| e.rel.ancestors().skip(1).map(Path::to_path_buf).collect::<Vec<_>>())
         .collect();
     entries.retain(|e| e.selected || needed.contains(&e.rel));
 }
@@ -209,13 +186,7 @@ fn write_contents(
 ) -> HashSet<usize> {
     let contents: Vec<&[Id]> = files.iter().map(|e| e.node.content.as_slice()).collect();
     let restore_plan = plan(&repo.index(), &contents);
-    let damaged = Mutex::new(
-        restore_plan
-            .missing
-            .iter()
-            .map(|(f, _)| *f)
-            .collect::<HashSet<usize>>(),
-    );
+    let damaged = Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect::<HashSet<usize>>());
     let next = AtomicUsize::new(0);
     let bytes = AtomicUsize::new(0);
     let paths: Vec<PathBuf> = files.iter().map(|e| target.join(&e.rel)).collect();
@@ -245,10 +216,7 @@ fn write_pack(
     let mut written = 0;
     repo.fetch_pack(pack, |blob, data| {
         let mark = |file| {
-            damaged
-                .lock()
-                .expect("damaged set lock poisoned")
-                .insert(file);
+            damaged.lock().expect("damaged set lock poisoned").insert(file);
         };
         match data {
             Ok(bytes) => {
@@ -320,9 +288,5 @@ fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the effective user; this avoids unsafe code for geteuid().
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOT.get_or_init(|| {
-        fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false)
-    })
+    *ROOT.get_or_init(|| fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false))
 }

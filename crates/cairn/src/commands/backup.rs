@@ -27,20 +27,11 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let parent = find_parent(&repo, args, &host, &path_names)?;
 
-    let options = BackupOptions {
-        excludes,
-        chunking: ChunkParams::FILES,
-        reread_all: args.force,
-    };
+    let options = BackupOptions { excludes, chunking: ChunkParams::FILES, reread_all: args.force };
     let progress = Progress::new(global.quiet || args.json, None);
-    let writer = repo.writer(WriterOptions {
-        compression: args.compression,
-        ..WriterOptions::default()
-    });
-    let parent_root = parent
-        .as_ref()
-        .and_then(|(_, s)| s.sources.iter().find(|s| s.kind == "files"))
-        .and_then(|s| s.root);
+    let writer = repo.writer(WriterOptions { compression: args.compression, ..WriterOptions::default() });
+    let parent_root =
+        parent.as_ref().and_then(|(_, s)| s.sources.iter().find(|s| s.kind == "files")).and_then(|s| s.root);
     let outcome = files::backup(&repo, &writer, &paths, parent_root, &options, &progress);
     let outcome = match outcome {
         Ok(o) => o,
@@ -55,11 +46,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     let mut stats = outcome.stats;
     stats.bytes_added = totals.bytes_stored;
     stats.blobs_added = totals.blobs_new;
-    let status = if stats.errors > 0 {
-        SourceStatus::Partial
-    } else {
-        SourceStatus::Ok
-    };
+    let status = if stats.errors > 0 { SourceStatus::Partial } else { SourceStatus::Ok };
     let mut metadata = serde_json::Map::new();
     metadata.insert("paths".into(), json!(path_names));
     let snapshot = Snapshot {
@@ -103,20 +90,14 @@ fn resolve_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     paths
         .iter()
         .map(|p| {
-            std::fs::symlink_metadata(p)
-                .with_context(|| format!("cannot back up {}", p.display()))?;
+            std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
             std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
         })
         .collect()
 }
 
 /// The snapshot whose unchanged files need not be read again.
-fn find_parent(
-    repo: &Repository,
-    args: &BackupArgs,
-    host: &str,
-    paths: &[String],
-) -> Result<Option<(Id, Snapshot)>> {
+fn find_parent(repo: &Repository, args: &BackupArgs, host: &str, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
     let snapshots = repo.snapshots()?;
     if let Some(spec) = &args.parent {
         return Ok(Some(Repository::resolve(&snapshots, spec)?));
@@ -167,10 +148,7 @@ fn report(global: &Global, args: &BackupArgs, id: &Id, snap: &Snapshot) -> Resul
         return Ok(());
     }
     println!("snapshot {} saved", id.short());
-    println!(
-        "files:    {} new, {} changed, {} unchanged",
-        s.files_new, s.files_changed, s.files_unchanged
-    );
+    println!("files:    {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged);
     println!("dirs:     {}", s.dirs);
     println!(
         "data:     {} in total, {} read, {} added to the repository (after dedup and compression)",

@@ -18,36 +18,21 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<()> {
             println!("error: {e}");
         }
         for a in &report.affected {
-            println!(
-                "affected: snapshot {} source {} {}",
-                a.snapshot, a.source, a.path
-            );
+            println!("affected: snapshot {} source {} {}", a.snapshot, a.source, a.path);
         }
         if !global.quiet {
-            let read = if args.read_data {
-                format!(", {} packs read", report.packs_read)
-            } else {
-                String::new()
-            };
+            let read = if args.read_data { format!(", {} packs read", report.packs_read) } else { String::new() };
             println!(
                 "checked {} snapshots, {} packs, {} blobs{read}: {}",
                 report.snapshots,
                 report.packs,
                 report.blobs,
-                if report.is_ok() {
-                    "no errors"
-                } else {
-                    "ERRORS FOUND"
-                }
+                if report.is_ok() { "no errors" } else { "ERRORS FOUND" }
             );
         }
     }
     if !report.is_ok() {
-        bail!(
-            "the check found {} problem(s) in {}",
-            report.errors.len(),
-            repo.location()
-        );
+        bail!("the check found {} problem(s) in {}", report.errors.len(), repo.location());
     }
     Ok(())
 }

@@ -11,23 +11,12 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<()> {
     let root = storage.root();
     let has_config = root.join("config").exists();
     if !has_config && root.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-        bail!(
-            "{} is not empty and is not a cairn repository\nhint: choose a new or empty directory",
-            root.display()
-        );
+        bail!("{} is not empty and is not a cairn repository\nhint: choose a new or empty directory", root.display());
     }
     let secret = settings::secret(global, true)?;
-    let repo = Repository::init(
-        storage,
-        &secret,
-        &settings::slot_info("initial key", args.kdf_memory_kib),
-    )?;
+    let repo = Repository::init(storage, &secret, &settings::slot_info("initial key", args.kdf_memory_kib))?;
     if !global.quiet {
-        println!(
-            "created cairn repository {} at {}",
-            repo.config().id.short(),
-            repo.location()
-        );
+        println!("created cairn repository {} at {}", repo.config().id.short(), repo.location());
         println!("keep the password safe: without it the data cannot be restored");
     }
     Ok(())

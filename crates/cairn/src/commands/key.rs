@@ -22,10 +22,7 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<()> {
                     .collect();
                 return super::print_json(&list);
             }
-            println!(
-                "{:<8}  {:<8}  {:<20}  {:<12}  label",
-                "id", "kind", "created", "host"
-            );
+            println!("{:<8}  {:<8}  {:<20}  {:<12}  label", "id", "kind", "created", "host");
             for (key, s) in &slots {
                 let kind = match s.kind {
                     cairn_repo::keyslot::SlotKind::Password => "password",
@@ -64,8 +61,7 @@ fn new_secret(args: &KeyAddArgs) -> Result<Secret> {
         if !path.exists() {
             write_new_key_file(path)?;
         }
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
         anyhow::ensure!(
             bytes.trim_ascii().len() >= 16,
             "key file {} is too short (needs at least 16 bytes)",
@@ -93,8 +89,7 @@ fn write_new_key_file(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating key file {}", path.display()))?;
-    writeln!(file, "{}", hex_encode(&bytes))
-        .with_context(|| format!("writing key file {}", path.display()))?;
+    writeln!(file, "{}", hex_encode(&bytes)).with_context(|| format!("writing key file {}", path.display()))?;
     Ok(())
 }
 

@@ -12,18 +12,12 @@ use crate::settings;
 pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
     let repo = settings::open(global)?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
-    let prefix = args
-        .path
-        .as_deref()
-        .map(|p| format!("/{}", p.trim_matches('/')))
-        .filter(|p| p != "/");
+    let prefix = args.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
     let mut rows = Vec::new();
     for source in &snap.sources {
         let Some(root) = source.root else { continue };
         walk(&repo, root, String::new(), &mut |path, node| {
-            let wanted = prefix
-                .as_ref()
-                .is_none_or(|p| path == *p || path.starts_with(&format!("{p}/")));
+            let wanted = prefix.as_ref().is_none_or(|p| path == *p || path.starts_with(&format!("{p}/")));
             if wanted {
                 rows.push((path.to_string(), node.clone()));
             }
@@ -37,25 +31,10 @@ pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
         return super::print_json(&list);
     }
     for (path, n) in &rows {
-        let mtime = chrono::Local
-            .timestamp_nanos(n.mtime_ns)
-            .format("%Y-%m-%d %H:%M:%S");
-        let size = if n.kind == NodeKind::File {
-            output::bytes(n.size)
-        } else {
-            String::new()
-        };
-        let link = n
-            .target
-            .as_ref()
-            .map(|t| format!(" -> {t}"))
-            .unwrap_or_default();
-        println!(
-            "{}{:o}  {:>10}  {mtime}  {path}{link}",
-            kind_char(n.kind),
-            n.mode,
-            size
-        );
+        let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
+        let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
+        let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        println!("{}{:o}  {:>10}  {mtime}  {path}{link}", kind_char(n.kind), n.mode, size);
     }
     Ok(())
 }
@@ -69,12 +48,7 @@ fn kind_char(kind: NodeKind) -> char {
 }
 
 /// Visit every node under `tree`, parents before children, in name order.
-fn walk(
-    repo: &Repository,
-    tree: cairn_repo::Id,
-    path: String,
-    f: &mut dyn FnMut(&str, &Node),
-) -> Result<()> {
+fn walk(repo: &Repository, tree: cairn_repo::Id, path: String, f: &mut dyn FnMut(&str, &Node)) -> Result<()> {
     for node in repo.load_tree(&tree)?.nodes {
         let child = format!("{path}/{}", node.name);
         f(&child, &node);

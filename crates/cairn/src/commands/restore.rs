@@ -25,24 +25,13 @@ pub fn run(global: &Global, args: &RestoreArgs) -> Result<()> {
     let repo = settings::open(global)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let source = match &args.source {
-        Some(name) => snap
-            .sources
-            .iter()
-            .find(|s| &s.name == name)
-            .ok_or_else(|| {
-                let names: Vec<_> = snap.sources.iter().map(|s| s.name.as_str()).collect();
-                anyhow!(
-                    "snapshot {} has no source {name:?}\nhint: it has: {}",
-                    id.short(),
-                    names.join(", ")
-                )
-            })?,
+        Some(name) => snap.sources.iter().find(|s| &s.name == name).ok_or_else(|| {
+            let names: Vec<_> = snap.sources.iter().map(|s| s.name.as_str()).collect();
+            anyhow!("snapshot {} has no source {name:?}\nhint: it has: {}", id.short(), names.join(", "))
+        })?,
         None => match snap.sources.as_slice() {
             [one] => one,
-            _ => bail!(
-                "snapshot {} has several sources\nhint: choose one with --source NAME",
-                id.short()
-            ),
+            _ => bail!("snapshot {} has several sources\nhint: choose one with --source NAME", id.short()),
         },
     };
     let Some(root) = source.root else {
@@ -53,10 +42,7 @@ pub fn run(global: &Global, args: &RestoreArgs) -> Result<()> {
             source.error.as_deref().unwrap_or("unknown")
         );
     };
-    let options = RestoreOptions {
-        include: Patterns::new(&args.includes, &[])?,
-        ..RestoreOptions::default()
-    };
+    let options = RestoreOptions { include: Patterns::new(&args.includes, &[])?, ..RestoreOptions::default() };
     let total = (args.includes.is_empty()).then_some(source.stats.total_bytes);
     let progress = Progress::new(global.quiet || args.json, total);
     let outcome = files::restore(&repo, root, target, &options, &progress);
@@ -94,11 +80,9 @@ pub fn run(global: &Global, args: &RestoreArgs) -> Result<()> {
         .into());
     }
     if !outcome.warnings.is_empty() {
-        return Err(Partial(format!(
-            "{} entries could not be restored fully (see warnings)",
-            outcome.warnings.len()
-        ))
-        .into());
+        return Err(
+            Partial(format!("{} entries could not be restored fully (see warnings)", outcome.warnings.len())).into()
+        );
     }
     Ok(())
 }

@@ -39,22 +39,15 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
     );
     for (id, s) in &snapshots {
         let t = s.totals();
-        let status = s
-            .sources
-            .iter()
-            .map(|src| src.status)
-            .max_by_key(|st| *st as u8)
-            .map_or("ok", |st| match st {
-                cairn_repo::SourceStatus::Ok => "ok",
-                cairn_repo::SourceStatus::Partial => "partial",
-                cairn_repo::SourceStatus::Failed => "failed",
-            });
+        let status = s.sources.iter().map(|src| src.status).max_by_key(|st| *st as u8).map_or("ok", |st| match st {
+            cairn_repo::SourceStatus::Ok => "ok",
+            cairn_repo::SourceStatus::Partial => "partial",
+            cairn_repo::SourceStatus::Failed => "failed",
+        });
         println!(
             "{:<8}  {:<19}  {:<12}  {:<7}  {:>10}  {:>10}  {:<12}  {}",
             id.short(),
-            s.time
-                .with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S"),
+            s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
             s.host,
             status,
             output::bytes(t.total_bytes),

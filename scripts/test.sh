@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a fresh machine: `bash scripts/test.sh`.
+#
+# Installs and starts what the tests need (nothing yet beyond the Rust toolchain; database
+# servers join here as their adapters land), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo not found; hint: install the Rust toolchain (https://rustup.rs)" >&2
+    exit 1
+fi
+
+# Tests use a cheap Argon2 setting through CAIRN_KDF_MEMORY_KIB where they need speed; the
+# suite itself must not depend on anything from the caller's environment.
+unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_KEY_FILE
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+cargo test --workspace --locked "$@"
