@@ -143,23 +143,12 @@ impl<R: Read> ChunkStream<'_, R> {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        // Read in large steps so small chunks do not mean small reads.
-        let want = 2 * max;
+        // Read in large steps so small chunks do not mean small reads; `read_to_end` grows
+        // the buffer only as data arrives, so a small file never costs a large allocation.
         while !self.eof && self.buf.len() - self.start < max {
-            let old = self.buf.len();
-            self.buf.resize(self.start + want, 0);
-            match self.reader.read(&mut self.buf[old..]) {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
-            }
+            let want = 2 * max - (self.buf.len() - self.start);
+            let got = (&mut self.reader).take(want as u64).read_to_end(&mut self.buf)?;
+            self.eof = got < want;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! sorted by name bytes. Unchanged directories serialise to identical bytes and so deduplicate
 //! to the same tree blob. File contents are lists of data blob ids.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
@@ -92,9 +93,12 @@ impl Node {
         }
     }
 
-    /// The exact name bytes.
-    pub fn name_bytes(&self) -> Vec<u8> {
-        decode_os(&self.name, self.name_raw.as_deref())
+    /// The exact name bytes (borrowed unless the name is not UTF-8).
+    pub fn name_bytes(&self) -> Cow<'_, [u8]> {
+        match &self.name_raw {
+            None => Cow::Borrowed(self.name.as_bytes()),
+            Some(raw) => Cow::Owned(decode_os(&self.name, Some(raw))),
+        }
     }
 
     pub fn set_target(&mut self, target: &OsStr) {
@@ -129,7 +133,7 @@ pub struct Tree {
 impl Tree {
     /// Serialise, sorting nodes by name bytes first so equal directories give equal bytes.
     pub fn to_bytes(&mut self) -> Vec<u8> {
-        self.nodes.sort_by_key(Node::name_bytes);
+        self.nodes.sort_by(|a, b| a.name_bytes().cmp(&b.name_bytes()));
         serde_json::to_vec(self).expect("trees always serialise")
     }
 
@@ -137,9 +141,11 @@ impl Tree {
         serde_json::from_slice(bytes)
     }
 
-    /// The node with this exact name.
+    /// The node with this exact name, by binary search: stored trees are sorted by name
+    /// bytes (see [`Tree::to_bytes`]).
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name_bytes() == name)
+        let i = self.nodes.binary_search_by(|n| n.name_bytes().as_ref().cmp(name)).ok()?;
+        Some(&self.nodes[i])
     }
 }
 
@@ -155,8 +161,19 @@ mod tests {
         n.set_target(OsStr::from_bytes(b"/t\xff"));
         let mut tree = Tree { nodes: vec![n] };
         let back = Tree::from_bytes(&tree.to_bytes()).unwrap();
-        assert_eq!(back.nodes[0].name_bytes(), b"caf\xe9");
+        assert_eq!(back.nodes[0].name_bytes().as_ref(), b"caf\xe9");
         assert_eq!(back.nodes[0].target_bytes().unwrap(), b"/t\xff");
+    }
+
+    #[test]
+    fn find_uses_name_order() {
+        let mut tree =
+            Tree { nodes: ["b", "a", "c"].iter().map(|n| Node::new(OsStr::new(n), NodeKind::File)).collect() };
+        let tree = Tree::from_bytes(&tree.to_bytes()).unwrap();
+        for name in ["a", "b", "c"] {
+            assert_eq!(tree.find(name.as_bytes()).unwrap().name, name);
+        }
+        assert!(tree.find(b"d").is_none());
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! caller thread:  read → chunk → keyed hash → dedup (index + pending set)
 //!                         │ new blobs only, bounded queue
 //! worker threads: compress → seal → append to the open pack of its kind
-//!                         │ pack full
-//!                 upload pack → every N packs, upload an index file
+//!                         │ pack full: sealed header, pack id (bounded queue of 2 packs)
+//! upload thread:  upload pack → every N packs, upload an index file
 //! ```
+//!
+//! Uploads have their own thread so that a slow write or fsync never stops compression.
 //!
 //! Commit order, which is what makes a killed run harmless: a pack is uploaded before any
 //! index file names it, index files before the snapshot that needs them (the snapshot is
@@ -112,6 +114,14 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// A finished pack on its way to storage.
+struct Upload {
+    kind: BlobKind,
+    id: Id,
+    bytes: Vec<u8>,
+    entries: Vec<crate::pack::PackEntry>,
+}
+
 struct Shared {
     storage: Arc<dyn Storage>,
     keys: Arc<Keys>,
@@ -119,6 +129,8 @@ struct Shared {
     /// Blobs queued or written by this writer, not yet in the repository's index.
     pending: Mutex<HashSet<Id>>,
     packers: [Mutex<PackBuilder>; 2],
+    /// Finished packs go to the upload thread through this; `None` once closed.
+    uploads: Mutex<Option<Sender<Upload>>>,
     /// Packs uploaded but not yet named by an index file.
     unindexed: Mutex<Vec<IndexedPack>>,
     /// Every pack this writer uploaded.
@@ -134,6 +146,7 @@ pub struct Writer<'r> {
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    uploader: Option<JoinHandle<()>>,
 }
 
 impl Repository {
@@ -145,12 +158,15 @@ impl Repository {
 
 impl<'r> Writer<'r> {
     fn new(repo: &'r Repository, options: WriterOptions) -> Writer<'r> {
+        // Two finished packs may wait for upload; more would only cost memory.
+        let (upload_tx, upload_rx) = bounded::<Upload>(2);
         let shared = Arc::new(Shared {
             storage: repo.storage().clone(),
             keys: repo.keys().clone(),
             options,
             pending: Mutex::default(),
             packers: Default::default(),
+            uploads: Mutex::new(Some(upload_tx)),
             unindexed: Mutex::default(),
             written: Mutex::default(),
             failed: AtomicBool::new(false),
@@ -169,7 +185,26 @@ impl<'r> Writer<'r> {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Writer { repo, shared, tx: Some(tx), workers }
+        let uploader = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("cairn-upload".into())
+                .spawn(move || uploader(&upload_rx, &shared))
+                .expect("spawning the upload thread")
+        };
+        Writer { repo, shared, tx: Some(tx), workers, uploader: Some(uploader) }
+    }
+
+    /// Stop all threads; the upload thread last, so it takes every finished pack.
+    fn join_threads(&mut self) {
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.shared.uploads.lock().expect("uploads lock poisoned").take();
+        if let Some(u) = self.uploader.take() {
+            let _ = u.join();
+        }
     }
 
     /// Live counters, for progress display.
@@ -237,9 +272,11 @@ impl<'r> Writer<'r> {
         for kind in [BlobKind::Data, BlobKind::Tree] {
             let packer = std::mem::take(&mut *self.shared.packers[kind as usize].lock().expect("packer lock poisoned"));
             if !packer.is_empty() {
-                upload_pack(&self.shared, kind, packer)?;
+                send_pack(&self.shared, kind, packer)?;
             }
         }
+        self.join_threads();
+        self.check_failed()?;
         write_index(&self.shared, true)?;
         self.repo.add_to_index(&self.shared.written.lock().expect("written lock poisoned"));
         Ok(self.shared.stats.totals())
@@ -250,10 +287,7 @@ impl Drop for Writer<'_> {
     fn drop(&mut self) {
         // An abandoned writer stops its workers; what it uploaded is garbage for prune.
         self.shared.failed.store(true, Ordering::SeqCst);
-        self.tx = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        self.join_threads();
     }
 }
 
@@ -264,9 +298,24 @@ fn worker(rx: &Receiver<Job>, shared: &Shared) {
             continue;
         }
         if let Err(e) = store_blob(shared, job) {
-            let mut slot = shared.error.lock().expect("error lock poisoned");
-            slot.get_or_insert(e);
-            shared.failed.store(true, Ordering::SeqCst);
+            fail(shared, e);
+        }
+    }
+}
+
+/// Record the first error and stop the pipeline.
+fn fail(shared: &Shared, e: RepoError) {
+    shared.error.lock().expect("error lock poisoned").get_or_insert(e);
+    shared.failed.store(true, Ordering::SeqCst);
+}
+
+fn uploader(rx: &Receiver<Upload>, shared: &Shared) {
+    for upload in rx {
+        if shared.failed.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(e) = upload_pack(shared, upload).and_then(|()| write_index(shared, false)) {
+            fail(shared, e);
         }
     }
 }
@@ -281,14 +330,24 @@ fn store_blob(shared: &Shared, job: Job) -> Result<()> {
         (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
     };
     if let Some(packer) = full {
-        upload_pack(shared, job.kind, packer)?;
-        write_index(shared, false)?;
+        send_pack(shared, job.kind, packer)?;
     }
     Ok(())
 }
 
-fn upload_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()> {
+/// Seal a full pack's header and queue it for upload.
+fn send_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()> {
     let (bytes, id, entries) = packer.finish(&shared.keys);
+    let tx = shared.uploads.lock().expect("uploads lock poisoned").clone();
+    let sent = tx.is_some_and(|tx| tx.send(Upload { kind, id, bytes, entries }).is_ok());
+    if !sent {
+        return Err(RepoError::Corrupt { what: "write pipeline".into(), detail: "the upload thread stopped".into() });
+    }
+    Ok(())
+}
+
+fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
+    let Upload { kind, id, bytes, entries } = upload;
     shared.storage.put(&pack_key(&id), &bytes)?;
     shared.stats.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let pack = IndexedPack { id, kind, entries };

@@ -137,7 +137,7 @@ fn select(repo: &Repository, root: Id, include: &Patterns) -> Result<Vec<Entry>,
         let tree = repo.load_tree(&tree_id)?;
         // Reverse so the stack pops in name order.
         for node in tree.nodes.into_iter().rev() {
-            let name = node.name_bytes();
+            let name = node.name_bytes().into_owned();
             if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                 return Err(FilesError::UnsafeName(node.name));
             }
