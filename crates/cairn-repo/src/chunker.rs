@@ -226,7 +226,7 @@ mod tests {
         let c = chunker(1 << 14);
         let mut edited = data.clone();
         edited.splice(1_000_000..1_000_000, *b"inserted!");
-        let set = |d: &[u8]| c.split(d).map(|x| blake3::hash(x)).collect::<std::collections::HashSet<_>>();
+        let set = |d: &[u8]| c.split(d).map(blake3::hash).collect::<std::collections::HashSet<_>>();
         let (before, after) = (set(&data), set(&edited));
         let lost = before.difference(&after).count();
         assert!(lost <= 3, "an insertion changed {lost} chunks");
