@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::index::IdPrefix;
 use crate::pack::{pack_key, BlobKind};
 use crate::repo::Repository;
 use crate::tree::NodeKind;
@@ -67,7 +68,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn CheckProgress) -
 }
 
 /// Compare the index with the packs in storage; returns blobs whose pack is missing.
-fn check_packs_exist(repo: &Repository, stored: &HashMap<String, u64>, report: &mut CheckReport) -> HashSet<Id> {
+fn check_packs_exist(repo: &Repository, stored: &HashMap<String, u64>, report: &mut CheckReport) -> HashSet<IdPrefix> {
     let index = repo.index();
     report.blobs = index.blob_count();
     let mut needed: HashMap<u32, u64> = HashMap::new();
@@ -101,7 +102,7 @@ fn check_packs_exist(repo: &Repository, stored: &HashMap<String, u64>, report: &
             "{unindexed} pack(s) are not in any index (left by an interrupted backup); they are unused and harmless"
         ));
     }
-    index.blobs().filter(|(_, loc)| bad_packs.contains(&loc.pack)).map(|(id, _)| *id).collect()
+    index.blobs().filter(|(_, loc)| bad_packs.contains(&loc.pack)).map(|(id, _)| id).collect()
 }
 
 /// Read every indexed pack and verify it; returns the damaged blobs.
@@ -110,11 +111,11 @@ fn read_all_packs(
     stored: &HashMap<String, u64>,
     report: &mut CheckReport,
     progress: &dyn CheckProgress,
-) -> HashSet<Id> {
+) -> HashSet<IdPrefix> {
     let index = repo.index();
-    let mut by_pack: HashMap<u32, Vec<(Id, crate::index::BlobLoc)>> = HashMap::new();
+    let mut by_pack: HashMap<u32, Vec<(IdPrefix, crate::index::BlobLoc)>> = HashMap::new();
     for (id, loc) in index.blobs() {
-        by_pack.entry(loc.pack).or_default().push((*id, *loc));
+        by_pack.entry(loc.pack).or_default().push((id, loc));
     }
     let packs: Vec<(Id, BlobKind)> = index.packs().collect();
     let total = packs.len() as u64;
@@ -122,6 +123,7 @@ fn read_all_packs(
     for (pos, (pack, _)) in packs.iter().enumerate() {
         progress.packs_read(pos as u64, total);
         let key = pack_key(pack);
+        let indexed = by_pack.remove(&(pos as u32)).unwrap_or_default();
         if !stored.contains_key(&key) {
             continue;
         }
@@ -129,29 +131,12 @@ fn read_all_packs(
             Ok(b) => b,
             Err(e) => {
                 report.errors.push(format!("pack {}: cannot be read: {e}", pack.short()));
-                bad.extend(by_pack.get(&(pos as u32)).into_iter().flatten().map(|(id, _)| *id));
+                bad.extend(indexed.iter().map(|(id, _)| *id));
                 continue;
             }
         };
         report.packs_read += 1;
-        let mut problems = Vec::new();
-        if Id::of_stored(&bytes) != *pack {
-            problems.push("content does not match its name".to_string());
-        }
-        for (id, loc) in by_pack.get(&(pos as u32)).into_iter().flatten() {
-            let range = loc.offset as usize..(loc.offset + loc.length) as usize;
-            let result = bytes
-                .get(range)
-                .ok_or_else(|| "blob lies past the end".to_string())
-                .and_then(|s| repo.open_blob(id, s, loc.raw_len));
-            if let Err(e) = result {
-                problems.push(format!("blob {}: {e}", id.short()));
-                bad.insert(*id);
-            }
-        }
-        if let Err(e) = crate::pack::read_header(repo.keys(), &bytes) {
-            problems.push(format!("header: {e}"));
-        }
+        let problems = verify_pack(repo, pack, &bytes, &indexed, &mut bad);
         if !problems.is_empty() {
             report.errors.push(format!("pack {} is damaged: {}", pack.short(), problems.join("; ")));
             report.damaged_packs.push((pack.to_hex(), problems.join("; ")));
@@ -161,8 +146,49 @@ fn read_all_packs(
     bad
 }
 
+/// Check one pack's bytes against its name, its header and the index; collect bad blobs.
+fn verify_pack(
+    repo: &Repository,
+    pack: &Id,
+    bytes: &[u8],
+    indexed: &[(IdPrefix, crate::index::BlobLoc)],
+    bad: &mut HashSet<IdPrefix>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if Id::of_stored(bytes) != *pack {
+        problems.push("content does not match its name".to_string());
+    }
+    // The header holds the full ids that authenticating a blob needs.
+    let header = match crate::pack::read_header(repo.keys(), bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            problems.push(format!("header: {e}; its {} blob(s) cannot be verified", indexed.len()));
+            bad.extend(indexed.iter().map(|(id, _)| *id));
+            return problems;
+        }
+    };
+    let by_offset: HashMap<u32, &crate::pack::PackEntry> = header.iter().map(|e| (e.offset, e)).collect();
+    for (prefix, loc) in indexed {
+        let Some(entry) = by_offset.get(&loc.offset).filter(|e| prefix.matches(&e.id) && e.length == loc.length) else {
+            problems.push(format!("blob {}: in the index but not in the pack header", hex::encode(&prefix.0[..4])));
+            bad.insert(*prefix);
+            continue;
+        };
+        let range = entry.offset as usize..(entry.offset + entry.length) as usize;
+        let result = bytes
+            .get(range)
+            .ok_or_else(|| "blob lies past the end".to_string())
+            .and_then(|s| repo.open_blob(&entry.id, s, entry.raw_len));
+        if let Err(e) = result {
+            problems.push(format!("blob {}: {e}", entry.id.short()));
+            bad.insert(*prefix);
+        }
+    }
+    problems
+}
+
 /// Load every snapshot and walk its trees; record missing blobs and paths using bad ones.
-fn walk_snapshots(repo: &Repository, bad: &HashSet<Id>, report: &mut CheckReport) -> Result<()> {
+fn walk_snapshots(repo: &Repository, bad: &HashSet<IdPrefix>, report: &mut CheckReport) -> Result<()> {
     let mut trees_ok: HashSet<Id> = HashSet::new();
     for id in repo.snapshot_ids()? {
         let snap = match repo.load_snapshot(&id) {
@@ -184,7 +210,7 @@ fn walk_snapshots(repo: &Repository, bad: &HashSet<Id>, report: &mut CheckReport
                 }
                 let affected =
                     |p: &str| Affected { snapshot: id.short(), source: source.name.clone(), path: p.to_string() };
-                if bad.contains(&tree_id) {
+                if bad.contains(&IdPrefix::of(&tree_id)) {
                     report.affected.push(affected(if path.is_empty() { "/" } else { &path }));
                 }
                 let tree = match repo.load_tree(&tree_id) {
@@ -212,7 +238,7 @@ fn walk_snapshots(repo: &Repository, bad: &HashSet<Id>, report: &mut CheckReport
                                     missing.short()
                                 ));
                                 report.affected.push(affected(&child));
-                            } else if node.content.iter().any(|b| bad.contains(b)) {
+                            } else if node.content.iter().any(|b| bad.contains(&IdPrefix::of(b))) {
                                 report.affected.push(affected(&child));
                             }
                         }

@@ -92,17 +92,19 @@ impl Chunker {
         }
         let end = data.len().min(max);
         let normal = (self.params.avg as usize).min(end);
+        let gear = &self.gear.0;
         let mut h = 0u64;
-        for (i, &b) in data.iter().enumerate().take(normal).skip(min) {
-            h = (h << 1).wrapping_add(self.gear.0[b as usize]);
+        // Two plain loops over slices: the compiler keeps `h` and the table in registers.
+        for (i, &b) in data[min..normal].iter().enumerate() {
+            h = (h << 1).wrapping_add(gear[usize::from(b)]);
             if h & self.mask_small == 0 {
-                return i + 1;
+                return min + i + 1;
             }
         }
-        for (i, &b) in data.iter().enumerate().take(end).skip(normal) {
-            h = (h << 1).wrapping_add(self.gear.0[b as usize]);
+        for (i, &b) in data[normal..end].iter().enumerate() {
+            h = (h << 1).wrapping_add(gear[usize::from(b)]);
             if h & self.mask_large == 0 {
-                return i + 1;
+                return normal + i + 1;
             }
         }
         end

@@ -99,10 +99,9 @@ impl Repository {
     pub fn reload_index(&self) -> Result<()> {
         let mut fresh = Index::default();
         for entry in self.storage.list("index/")? {
-            for pack in self.read_index_file(&entry.key)? {
-                fresh.add_pack(&pack);
-            }
+            fresh.stage(&self.read_index_file(&entry.key)?);
         }
+        fresh.commit();
         *self.index.write().expect("index lock poisoned") = fresh;
         Ok(())
     }
@@ -115,10 +114,7 @@ impl Repository {
     }
 
     pub(crate) fn add_to_index(&self, packs: &[IndexedPack]) {
-        let mut index = self.index.write().expect("index lock poisoned");
-        for p in packs {
-            index.add_pack(p);
-        }
+        self.index.write().expect("index lock poisoned").add_packs(packs);
     }
 
     /// Plaintext of one blob, authenticated and checked against its id.
