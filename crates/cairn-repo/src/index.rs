@@ -189,7 +189,7 @@ impl Index {
         }
         // Unstable: a stable sort would need a buffer of half the entries. Any stored copy of
         // a blob is as good as another, so which duplicate survives does not matter.
-        fresh.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        fresh.sort_unstable_by_key(|s| s.key);
         fresh.dedup_by(|later, earlier| later.key == earlier.key);
         self.slots = merge(std::mem::take(&mut self.slots), fresh);
         self.slots.shrink_to_fit();
