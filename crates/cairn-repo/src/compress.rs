@@ -31,31 +31,38 @@ thread_local! {
 
 /// Frame `data`, compressed at `level` if that helps; `level` 0 means never compress.
 pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 1);
+    compress_into(data, level, &mut out);
+    out
+}
+
+/// Append the framed form of `data` to `out` (which may already hold a prefix, such as room
+/// for a nonce). zstd writes into spare capacity, so nothing is zero-filled first.
+pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
+    let start = out.len();
     if level != 0 && !data.is_empty() {
-        let compressed = COMPRESSOR.with(|cell| {
+        out.push(ZSTD);
+        // Room for a frame one byte shorter than the data: anything longer is stored raw.
+        out.reserve_exact(data.len() - 1);
+        let mut cursor = std::io::Cursor::new(std::mem::take(out));
+        cursor.set_position((start + 1) as u64);
+        let written = COMPRESSOR.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(l, _)| *l != level) {
                 *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
             }
             let (_, c) = slot.as_mut()?;
-            let mut out = Vec::with_capacity(data.len() + 1);
-            out.push(ZSTD);
-            // Bound the output to the input size: if zstd cannot fit, the blob is stored raw.
-            out.resize(data.len() + 1, 0);
-            let n = c.compress_to_buffer(data, &mut out[1..]).ok()?;
-            out.truncate(n + 1);
-            Some(out)
+            c.compress_to_buffer(data, &mut cursor).ok()
         });
-        if let Some(out) = compressed {
-            if out.len() < data.len() + 1 {
-                return out;
-            }
+        *out = cursor.into_inner();
+        if written.is_some_and(|n| n < data.len()) {
+            return;
         }
+        out.truncate(start);
     }
-    let mut out = Vec::with_capacity(data.len() + 1);
+    out.reserve(data.len() + 1);
     out.push(RAW);
     out.extend_from_slice(data);
-    out
 }
 
 /// Undo [`compress`]; `raw_len` is the expected plaintext length (from the index).

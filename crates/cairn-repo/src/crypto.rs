@@ -6,7 +6,8 @@
 //! associated data binds an object to its role (a blob to its id, an index file to "index"),
 //! so a valid object cannot be swapped in for another.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+pub use ring::aead::NONCE_LEN;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::chunker::GearTable;
@@ -64,6 +65,18 @@ impl Keys {
     /// Encrypt and authenticate `plaintext`, binding it to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         seal_with(&self.aead, plaintext, aad)
+    }
+
+    /// Seal in place: `buf` holds [`NONCE_LEN`] bytes of room followed by the plaintext; the
+    /// room receives the nonce and the tag is appended. Saves a copy of large blobs.
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, aad: &[u8]) {
+        let nonce: [u8; NONCE_LEN] = random_bytes();
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf[NONCE_LEN..])
+            .expect("AES-GCM sealing cannot fail for in-range lengths");
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Check and decrypt an object made by [`Keys::seal`] with the same `aad`.
@@ -129,6 +142,10 @@ mod tests {
         flipped[15] ^= 1;
         assert!(keys.open(&flipped, b"blob-1").is_err(), "a flipped bit must fail");
         assert!(Keys::generate().open(&sealed, b"blob-1").is_err(), "another key must fail");
+        let mut buf = vec![0u8; NONCE_LEN];
+        buf.extend_from_slice(b"in place");
+        keys.seal_in_place(&mut buf, b"aad");
+        assert_eq!(keys.open(&buf, b"aad").unwrap(), b"in place");
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Make room for `bytes` more bytes of blobs.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.bytes.reserve_exact(bytes);
+    }
+
     /// Bytes of blobs so far.
     pub fn size(&self) -> usize {
         self.bytes.len()

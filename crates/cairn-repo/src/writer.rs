@@ -52,7 +52,9 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
-            compression: 3,
+            // Measured on a 2.5 GiB toolchain tree: level 2 is 1.8x faster than level 3 for 3%
+            // more bytes; level 1 gains little more speed for 4% more.
+            compression: 2,
             pack_size: 16 << 20,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
         }
@@ -158,8 +160,8 @@ impl Repository {
 
 impl<'r> Writer<'r> {
     fn new(repo: &'r Repository, options: WriterOptions) -> Writer<'r> {
-        // Two finished packs may wait for upload; more would only cost memory.
-        let (upload_tx, upload_rx) = bounded::<Upload>(2);
+        // One finished pack may wait while another uploads; more would only cost memory.
+        let (upload_tx, upload_rx) = bounded::<Upload>(1);
         let shared = Arc::new(Shared {
             storage: repo.storage().clone(),
             keys: repo.keys().clone(),
@@ -321,11 +323,17 @@ fn uploader(rx: &Receiver<Upload>, shared: &Shared) {
 }
 
 fn store_blob(shared: &Shared, job: Job) -> Result<()> {
-    let framed = compress::compress(&job.data, shared.options.compression);
-    let sealed = shared.keys.seal(&framed, &job.id.0);
+    let mut sealed = Vec::with_capacity(job.data.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+    sealed.resize(crate::crypto::NONCE_LEN, 0);
+    compress::compress_into(&job.data, shared.options.compression, &mut sealed);
+    shared.keys.seal_in_place(&mut sealed, &job.id.0);
     let raw_len = u32::try_from(job.data.len()).expect("chunks stay far below 4 GiB");
     let full = {
         let mut packer = shared.packers[job.kind as usize].lock().expect("packer lock poisoned");
+        if packer.is_empty() {
+            // Room for a full pack and one more blob: the buffer never doubles past that.
+            packer.reserve(shared.options.pack_size + sealed.len());
+        }
         packer.add(job.kind, job.id, &sealed, raw_len);
         (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
     };

@@ -54,7 +54,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// Argon2id memory in KiB for the first key slot (default 65536)
+    /// Argon2id memory in KiB for the first key slot (default 32768)
     #[arg(long, hide = true, env = env::KDF_MEMORY_KIB)]
     pub kdf_memory_kib: Option<u32>,
 }
@@ -85,8 +85,8 @@ pub struct BackupArgs {
     /// Read every file, even those unchanged since the parent snapshot
     #[arg(long)]
     pub force: bool,
-    /// zstd compression level (0 = off)
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+    /// zstd compression level (0 = off; 2 balances speed and size, 3+ is smaller and slower)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression: i32,
     /// Print the summary as JSON
     #[arg(long)]

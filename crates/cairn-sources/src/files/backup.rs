@@ -1,14 +1,20 @@
 //! Capturing directory trees.
+//!
+//! Each directory is handled in three steps: list and filter its entries; read the files
+//! that changed since the parent snapshot, several at a time; then assemble its tree in name
+//! order, descending into subdirectories one after another.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use cairn_repo::{ChunkParams, Id, Node, NodeKind, Repository, SaveError, SourceStats, Tree, Writer};
+use cairn_repo::{ChunkParams, Id, Node, NodeKind, RepoError, Repository, SaveError, SourceStats, Tree, Writer};
 
 use super::{FilesError, Patterns, Progress, MAX_KEPT_WARNINGS};
 
@@ -21,6 +27,15 @@ pub struct BackupOptions {
     pub chunking: ChunkParams,
     /// Read every file even when the parent snapshot says it is unchanged.
     pub reread_all: bool,
+    /// Files read at the same time within one directory.
+    pub read_threads: usize,
+}
+
+impl BackupOptions {
+    pub fn new(excludes: Patterns, chunking: ChunkParams) -> BackupOptions {
+        let read_threads = std::thread::available_parallelism().map_or(2, usize::from);
+        BackupOptions { excludes, chunking, reread_all: false, read_threads }
+    }
 }
 
 /// Result of backing up a set of paths.
@@ -54,7 +69,7 @@ pub fn backup(
         hard_links: HashMap::new(),
     };
     let parent_root = parent.and_then(|p| repo.load_tree(&p).ok());
-    let mut root = Tree::default();
+    let mut items = Vec::new();
     let mut names: HashMap<Vec<u8>, PathBuf> = HashMap::new();
     for path in paths {
         let meta = fs::symlink_metadata(path).map_err(|source| FilesError::Path { path: path.clone(), source })?;
@@ -66,18 +81,17 @@ pub fn backup(
                 second: path.clone(),
             });
         }
-        let previous = parent_root.as_ref().and_then(|t| t.find(name.as_bytes()));
-        if let Some(node) = walker.save_entry(path, Path::new(""), &name, &meta, previous)? {
-            root.nodes.push(node);
-        }
+        let previous = parent_root.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
+        items.push(Item { name, path: path.clone(), rel: PathBuf::new(), meta, previous });
     }
+    let mut root = walker.save_items(items)?;
     let root_id = writer.save_tree(&mut root)?;
     walker.stats.duration_secs = started.elapsed().as_secs_f64();
     Ok(BackupOutcome { root: root_id, stats: walker.stats, warnings: walker.warnings })
 }
 
 /// The name a top-level path is stored under: its last component, after resolving `.`/`..`.
-fn top_level_name(path: &Path) -> Result<std::ffi::OsString, FilesError> {
+fn top_level_name(path: &Path) -> Result<OsString, FilesError> {
     let absolute = std::path::absolute(path).map_err(|source| FilesError::Path { path: path.to_path_buf(), source })?;
     let normal: PathBuf = absolute.components().fold(PathBuf::new(), |mut acc, c| {
         match c {
@@ -90,6 +104,17 @@ fn top_level_name(path: &Path) -> Result<std::ffi::OsString, FilesError> {
         acc
     });
     Ok(normal.file_name().map_or_else(|| "root".into(), OsStr::to_os_string))
+}
+
+/// One directory entry about to be saved.
+struct Item {
+    name: OsString,
+    path: PathBuf,
+    /// Path relative to the backed-up root, for exclude patterns.
+    rel: PathBuf,
+    meta: Metadata,
+    /// The same entry in the parent snapshot.
+    previous: Option<Node>,
 }
 
 struct Walker<'a, 'w> {
@@ -116,61 +141,140 @@ impl Walker<'_, '_> {
         self.warn(format!("{}: {error}", path.display()));
     }
 
-    /// Save one entry; `None` when it is skipped.
-    fn save_entry(
-        &mut self,
-        path: &Path,
-        rel: &Path,
-        name: &OsStr,
-        meta: &Metadata,
-        previous: Option<&Node>,
-    ) -> Result<Option<Node>, FilesError> {
-        let file_type = meta.file_type();
-        let kind = if file_type.is_dir() {
-            NodeKind::Dir
-        } else if file_type.is_file() {
-            NodeKind::File
-        } else if file_type.is_symlink() {
-            NodeKind::Symlink
-        } else {
-            let what = if file_type.is_socket() {
-                "socket"
-            } else if file_type.is_fifo() {
-                "FIFO"
-            } else {
-                "device"
-            };
-            self.warn(format!("{}: skipped ({what})", path.display()));
-            return Ok(None);
-        };
-        let mut node = node_from_meta(name, kind, meta);
-        self.progress.item();
-        match kind {
-            NodeKind::Dir => {
-                let parent_tree = previous
-                    .filter(|p| p.kind == NodeKind::Dir)
-                    .and_then(|p| p.subtree)
-                    .and_then(|id| self.repo.load_tree(&id).ok());
-                match self.save_dir(path, rel, parent_tree.as_ref())? {
-                    Some(id) => node.subtree = Some(id),
-                    None => return Ok(None),
+    /// Save a list of entries (a directory's, or the top-level paths) as one tree.
+    fn save_items(&mut self, items: Vec<Item>) -> Result<Tree, FilesError> {
+        let mut files: Vec<Option<Node>> = vec![None; items.len()];
+        let mut to_read = Vec::new();
+        for (i, item) in items.iter().enumerate().filter(|(_, item)| item.meta.is_file()) {
+            self.progress.item();
+            let mut node = node_from_meta(&item.name, NodeKind::File, &item.meta);
+            self.stats.total_bytes += node.size;
+            match self.reusable_content(&node, item.previous.as_ref()) {
+                Some(content) => {
+                    node.content = content;
+                    self.stats.files_unchanged += 1;
+                    files[i] = Some(node);
                 }
-                self.stats.dirs += 1;
-            }
-            NodeKind::Symlink => match fs::read_link(path) {
-                Ok(target) => node.set_target(target.as_os_str()),
-                Err(e) => {
-                    self.fail(path, &e);
-                    return Ok(None);
-                }
-            },
-            NodeKind::File => {
-                if !self.save_file(path, &mut node, previous)? {
-                    return Ok(None);
-                }
+                None => to_read.push((i, node)),
             }
         }
-        Ok(Some(node))
+        for (i, result) in self.read_files(&items, to_read) {
+            match result {
+                Ok(read) => files[i] = Some(self.record_read(&items[i], read)),
+                Err(ReadFailure::Source(e)) => self.fail(&items[i].path, &e),
+                Err(ReadFailure::Repo(e)) => return Err(e.into()),
+            }
+        }
+        let mut tree = Tree::default();
+        for (item, file) in items.into_iter().zip(files) {
+            let node = match file {
+                Some(node) => Some(node),
+                None if item.meta.is_file() => None,
+                None => self.save_other(&item)?,
+            };
+            tree.nodes.extend(node);
+        }
+        Ok(tree)
+    }
+
+    /// Content that need not be read again: from the parent snapshot, or an earlier link.
+    fn reusable_content(&self, node: &Node, previous: Option<&Node>) -> Option<Vec<Id>> {
+        if let Some(prev) = previous.filter(|p| !self.options.reread_all && unchanged(p, node)) {
+            let index = self.repo.index();
+            if prev.content.iter().all(|id| index.contains(id)) {
+                return Some(prev.content.clone());
+            }
+        }
+        if node.links > 1 {
+            return self.hard_links.get(&(node.dev, node.inode)).cloned();
+        }
+        None
+    }
+
+    /// Read files several at a time; results come back in the order given.
+    fn read_files(&self, items: &[Item], to_read: Vec<(usize, Node)>) -> Vec<ReadResult> {
+        let threads = self.options.read_threads.clamp(1, to_read.len().max(1));
+        let read_one = |(i, node): (usize, Node)| {
+            (i, read_stable(self.writer, &items[i].path, node, self.options.chunking, self.progress))
+        };
+        if threads == 1 {
+            return to_read.into_iter().map(read_one).collect();
+        }
+        let jobs: Vec<Mutex<Option<(usize, Node)>>> = to_read.into_iter().map(|j| Mutex::new(Some(j))).collect();
+        let results: Vec<Mutex<Option<ReadResult>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(k) else { break };
+                    let job = job.lock().expect("job lock poisoned").take().expect("each job is taken once");
+                    *results[k].lock().expect("result lock poisoned") = Some(read_one(job));
+                });
+            }
+        });
+        results.into_iter().filter_map(|r| r.into_inner().expect("result lock poisoned")).collect()
+    }
+
+    /// Count a file that was read and remember its content for later hard links.
+    fn record_read(&mut self, item: &Item, read: FileRead) -> Node {
+        self.stats.bytes_read += read.bytes;
+        if item.previous.as_ref().is_some_and(|p| p.kind == NodeKind::File) {
+            self.stats.files_changed += 1;
+        } else {
+            self.stats.files_new += 1;
+        }
+        if read.node.changed_during_backup {
+            self.warn(format!(
+                "{}: changed while being read {READ_ATTEMPTS} times; stored the last read, flagged as possibly inconsistent",
+                item.path.display()
+            ));
+        }
+        if read.node.links > 1 {
+            self.hard_links.insert((read.node.dev, read.node.inode), read.node.content.clone());
+        }
+        read.node
+    }
+
+    /// Save a directory, symlink or special file; `None` when it is skipped.
+    fn save_other(&mut self, item: &Item) -> Result<Option<Node>, FilesError> {
+        let file_type = item.meta.file_type();
+        self.progress.item();
+        if file_type.is_dir() {
+            let mut node = node_from_meta(&item.name, NodeKind::Dir, &item.meta);
+            let parent_tree = item
+                .previous
+                .as_ref()
+                .filter(|p| p.kind == NodeKind::Dir)
+                .and_then(|p| p.subtree)
+                .and_then(|id| self.repo.load_tree(&id).ok());
+            let Some(id) = self.save_dir(&item.path, &item.rel, parent_tree.as_ref())? else { return Ok(None) };
+            node.subtree = Some(id);
+            self.stats.dirs += 1;
+            return Ok(Some(node));
+        }
+        if file_type.is_symlink() {
+            let mut node = node_from_meta(&item.name, NodeKind::Symlink, &item.meta);
+            return match fs::read_link(&item.path) {
+                Ok(target) => {
+                    node.set_target(target.as_os_str());
+                    Ok(Some(node))
+                }
+                Err(e) => {
+                    self.fail(&item.path, &e);
+                    Ok(None)
+                }
+            };
+        }
+        let what = if file_type.is_socket() {
+            "socket"
+        } else if file_type.is_fifo() {
+            "FIFO"
+        } else {
+            "device"
+        };
+        self.warn(format!("{}: skipped ({what})", item.path.display()));
+        Ok(None)
     }
 
     /// Save a directory's tree; `None` if it could not be listed.
@@ -183,7 +287,7 @@ impl Walker<'_, '_> {
             }
         };
         entries.sort_by_key(|a| a.file_name());
-        let mut tree = Tree::default();
+        let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let name = entry.file_name();
             let child_path = entry.path();
@@ -199,84 +303,58 @@ impl Walker<'_, '_> {
             if self.options.excludes.matches(&child_rel, meta.is_dir()) {
                 continue;
             }
-            let previous = parent.and_then(|t| t.find(name.as_bytes()));
-            if let Some(node) = self.save_entry(&child_path, &child_rel, &name, &meta, previous)? {
-                tree.nodes.push(node);
-            }
+            let previous = parent.and_then(|t| t.find(name.as_bytes())).cloned();
+            items.push(Item { name, path: child_path, rel: child_rel, meta, previous });
         }
+        let mut tree = self.save_items(items)?;
         Ok(Some(self.writer.save_tree(&mut tree)?))
     }
+}
 
-    /// Fill in a file's content; `false` if it could not be read.
-    fn save_file(&mut self, path: &Path, node: &mut Node, previous: Option<&Node>) -> Result<bool, FilesError> {
-        self.stats.total_bytes += node.size;
-        if let Some(prev) = previous.filter(|p| !self.options.reread_all && unchanged(p, node)) {
-            let index = self.repo.index();
-            if prev.content.iter().all(|id| index.contains(id)) {
-                node.content = prev.content.clone();
-                self.stats.files_unchanged += 1;
-                return Ok(true);
-            }
-        }
-        if node.links > 1 {
-            if let Some(content) = self.hard_links.get(&(node.dev, node.inode)) {
-                node.content = content.clone();
-                self.stats.files_unchanged += 1;
-                return Ok(true);
-            }
-        }
-        match self.read_stable(path, node)? {
-            Ok(()) => {}
-            Err(e) => {
-                self.fail(path, &e);
-                return Ok(false);
-            }
-        }
-        if previous.is_some_and(|p| p.kind == NodeKind::File) {
-            self.stats.files_changed += 1;
-        } else {
-            self.stats.files_new += 1;
-        }
-        if node.links > 1 {
-            self.hard_links.insert((node.dev, node.inode), node.content.clone());
-        }
-        Ok(true)
-    }
+/// The outcome of reading the file at a position in a directory's list.
+type ReadResult = (usize, Result<FileRead, ReadFailure>);
 
-    /// Read a file until two stats around the read agree, or flag it as changed.
-    /// The outer error is a repository failure; the inner one a problem with this file.
-    fn read_stable(&mut self, path: &Path, node: &mut Node) -> Result<Result<(), std::io::Error>, FilesError> {
-        for attempt in 1..=READ_ATTEMPTS {
-            let file = match File::open(path) {
-                Ok(f) => f,
-                Err(e) => return Ok(Err(e)),
-            };
-            let before = match file.metadata() {
-                Ok(m) => m,
-                Err(e) => return Ok(Err(e)),
-            };
-            let counting = CountingReader { inner: &file, progress: self.progress };
-            let saved = match self.writer.save_stream(counting, self.options.chunking) {
-                Ok(s) => s,
-                Err(SaveError::Source(e)) => return Ok(Err(e)),
-                Err(SaveError::Repo(e)) => return Err(e.into()),
-            };
-            self.stats.bytes_read += saved.size;
-            let after = file.metadata().map_err(|source| FilesError::Path { path: path.to_path_buf(), source })?;
-            let stable = saved.size == after.len() && same_version(&before, &after);
-            // The node describes the version that was read, as of the stat after the read.
-            apply_meta(node, &after);
-            node.content = saved.content;
-            if stable {
-                return Ok(Ok(()));
-            }
-            if attempt == READ_ATTEMPTS {
-                node.changed_during_backup = true;
-                self.warn(format!("{}: changed while being read {READ_ATTEMPTS} times; stored the last read, flagged as possibly inconsistent", path.display()));
-            }
+/// A file's content as read.
+struct FileRead {
+    node: Node,
+    bytes: u64,
+}
+
+/// Why a file could not be saved: its own problem, or the repository's.
+enum ReadFailure {
+    Source(std::io::Error),
+    Repo(RepoError),
+}
+
+/// Read a file until two stats around the read agree; after [`READ_ATTEMPTS`] the last read
+/// is kept and flagged as changed during backup.
+fn read_stable(
+    writer: &Writer<'_>,
+    path: &Path,
+    mut node: Node,
+    chunking: ChunkParams,
+    progress: &dyn Progress,
+) -> Result<FileRead, ReadFailure> {
+    let mut bytes = 0;
+    for attempt in 1..=READ_ATTEMPTS {
+        let file = File::open(path).map_err(ReadFailure::Source)?;
+        let before = file.metadata().map_err(ReadFailure::Source)?;
+        let saved = match writer.save_stream(CountingReader { inner: &file, progress }, chunking) {
+            Ok(s) => s,
+            Err(SaveError::Source(e)) => return Err(ReadFailure::Source(e)),
+            Err(SaveError::Repo(e)) => return Err(ReadFailure::Repo(e)),
+        };
+        bytes += saved.size;
+        let after = file.metadata().map_err(ReadFailure::Source)?;
+        // The node describes the version that was read, as of the stat after the read.
+        apply_meta(&mut node, &after);
+        node.content = saved.content;
+        if saved.size == after.len() && same_version(&before, &after) {
+            break;
         }
-        Ok(Ok(()))
+        node.changed_during_backup = attempt == READ_ATTEMPTS;
     }
+    Ok(FileRead { node, bytes })
 }
 
 /// The parent snapshot's node describes the same file version.

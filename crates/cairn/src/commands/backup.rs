@@ -27,7 +27,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let parent = find_parent(&repo, args, &host, &path_names)?;
 
-    let options = BackupOptions { excludes, chunking: ChunkParams::FILES, reread_all: args.force };
+    let options = BackupOptions { reread_all: args.force, ..BackupOptions::new(excludes, ChunkParams::FILES) };
     let progress = Progress::new(global.quiet || args.json, None);
     let writer = repo.writer(WriterOptions { compression: args.compression, ..WriterOptions::default() });
     let parent_root =
