@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -339,7 +340,10 @@ fn read_stable(
     for attempt in 1..=READ_ATTEMPTS {
         let file = File::open(path).map_err(ReadFailure::Source)?;
         let before = file.metadata().map_err(ReadFailure::Source)?;
-        let saved = match writer.save_stream(CountingReader { inner: &file, progress }, chunking) {
+        // Read no further than the size at open: a file that keeps growing must not keep the
+        // backup reading forever. Growth shows up as a changed size below.
+        let reader = CountingReader { inner: &file, progress }.take(before.len());
+        let saved = match writer.save_stream(reader, chunking) {
             Ok(s) => s,
             Err(SaveError::Source(e)) => return Err(ReadFailure::Source(e)),
             Err(SaveError::Repo(e)) => return Err(ReadFailure::Repo(e)),
@@ -403,7 +407,7 @@ struct CountingReader<'a> {
     progress: &'a dyn Progress,
 }
 
-impl std::io::Read for CountingReader<'_> {
+impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.progress.bytes(n as u64);

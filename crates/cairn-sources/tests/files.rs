@@ -1,0 +1,97 @@
+//! The folder source against a real directory and an in-memory repository.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, WriterOptions};
+use cairn_sources::files::{self, BackupOptions, Patterns, Progress, RestoreOptions};
+use cairn_storage::MemStorage;
+
+fn repo() -> Repository {
+    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
+    Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap()
+}
+
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl Progress for Warnings {
+    fn warning(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn a_file_that_keeps_changing_is_flagged_not_stored_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing.log");
+    std::fs::write(&path, vec![b'x'; 8 << 20]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Append for as long as the backup runs (bounded to 30 s in any case).
+    let writer_thread = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                f.write_all(&[b'y'; 4096]).unwrap();
+                f.flush().unwrap();
+            }
+        })
+    };
+    // Start only once the file is visibly growing.
+    let started = Instant::now();
+    while std::fs::metadata(&path).unwrap().len() == 8 << 20 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let repo = repo();
+    let warnings = Warnings::default();
+    let writer = repo.writer(WriterOptions::default());
+    let options = BackupOptions::new(Patterns::none(), ChunkParams::new(1 << 16).unwrap());
+    let outcome = files::backup(&repo, &writer, &[path.clone()], None, &options, &warnings).unwrap();
+    writer.finish().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer_thread.join().unwrap();
+
+    let root = repo.load_tree(&outcome.root).unwrap();
+    let node = &root.nodes[0];
+    assert!(node.changed_during_backup, "a file growing throughout must be flagged");
+    let warned = warnings.0.lock().unwrap();
+    assert!(warned.iter().any(|w| w.contains("growing.log") && w.contains("changed while being read")), "{warned:?}");
+    assert_eq!(outcome.warnings.len(), 1);
+}
+
+#[test]
+fn unchanged_files_are_not_read_again_and_changed_ones_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join("sub").join(format!("f{i}")), format!("file {i}").repeat(1000)).unwrap();
+    }
+    let repo = repo();
+    let options = BackupOptions::new(Patterns::none(), ChunkParams::FILES);
+    let backup = |parent| {
+        let writer = repo.writer(WriterOptions::default());
+        let out = files::backup(&repo, &writer, &[src.clone()], parent, &options, &()).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    let first = backup(None);
+    assert_eq!((first.stats.files_new, first.stats.files_unchanged), (20, 0));
+    let second = backup(Some(first.root));
+    assert_eq!((second.stats.files_unchanged, second.stats.bytes_read), (20, 0));
+    assert_eq!(second.root, first.root, "an unchanged tree must give the same root tree");
+    std::fs::write(src.join("sub/f3"), "changed").unwrap();
+    let third = backup(Some(second.root));
+    assert_eq!((third.stats.files_changed, third.stats.files_unchanged), (1, 19));
+    assert_eq!(third.stats.bytes_read, 7);
+
+    let out = dir.path().join("out");
+    let restored = files::restore(&repo, third.root, &out, &RestoreOptions::default(), &()).unwrap();
+    assert!(restored.damaged.is_empty() && restored.warnings.is_empty());
+    assert_eq!(std::fs::read(out.join("src/sub/f3")).unwrap(), b"changed");
+    assert_eq!(std::fs::read(out.join("src/sub/f4")).unwrap(), "file 4".repeat(1000).as_bytes());
+}
