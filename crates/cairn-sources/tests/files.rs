@@ -50,7 +50,7 @@ fn a_file_that_keeps_changing_is_flagged_not_stored_silently() {
     let warnings = Warnings::default();
     let writer = repo.writer(WriterOptions::default());
     let options = BackupOptions::new(Patterns::none(), ChunkParams::new(1 << 16).unwrap());
-    let outcome = files::backup(&repo, &writer, &[path.clone()], None, &options, &warnings).unwrap();
+    let outcome = files::backup(&repo, &writer, std::slice::from_ref(&path), None, &options, &warnings).unwrap();
     writer.finish().unwrap();
     stop.store(true, Ordering::Relaxed);
     writer_thread.join().unwrap();
@@ -75,7 +75,7 @@ fn unchanged_files_are_not_read_again_and_changed_ones_are() {
     let options = BackupOptions::new(Patterns::none(), ChunkParams::FILES);
     let backup = |parent| {
         let writer = repo.writer(WriterOptions::default());
-        let out = files::backup(&repo, &writer, &[src.clone()], parent, &options, &()).unwrap();
+        let out = files::backup(&repo, &writer, std::slice::from_ref(&src), parent, &options, &()).unwrap();
         writer.finish().unwrap();
         out
     };
