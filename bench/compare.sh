@@ -183,7 +183,7 @@ run_step() { # cwd logfile
     sync
     printf '$ %s\n' "${CMD[*]}" >>"$logf"
     (cd "$cwd" && /usr/bin/time -f '%e %M' -o "$tf" \
-        timeout "$STEP_TIMEOUT" "${CMD[@]}") </dev/null >>"$logf" 2>&1 || rc=$?
+        timeout -k 60 "$STEP_TIMEOUT" "${CMD[@]}") </dev/null >>"$logf" 2>&1 || rc=$?
     # time(1) prepends "Command exited with non-zero status N" on failure.
     line=$(tail -n1 "$tf")
     rm -f "$tf"
