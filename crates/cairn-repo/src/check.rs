@@ -58,6 +58,9 @@ impl CheckReport {
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn CheckProgress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     repo.reload_index()?;
+    for damaged in repo.damaged_index_files() {
+        report.errors.push(format!("{damaged} (its packs were read from their own headers instead)"));
+    }
     let stored: HashMap<String, u64> = repo.storage().list("packs/")?.into_iter().map(|e| (e.key, e.size)).collect();
     let mut bad_blobs = check_packs_exist(repo, &stored, &mut report);
     if read_data {

@@ -21,6 +21,8 @@ pub enum RepoError {
     WrongKey { location: String, slots: usize },
     #[error("no key slot matches {0:?}")]
     NoSuchKey(String),
+    #[error("key slot prefix {prefix:?} is ambiguous: it matches {count} slots")]
+    AmbiguousKey { prefix: String, count: usize },
     #[error("refusing to remove the last key slot: the repository would become unreadable")]
     LastKey,
     #[error("{what}: {detail}")]

@@ -137,10 +137,21 @@ fn decode_header(plain: &[u8]) -> Result<Vec<PackEntry>, PackError> {
 
 /// Read the header of a whole pack file.
 pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
-    let (body, len) = pack.split_at_checked(pack.len().wrapping_sub(4)).ok_or(PackError::TooShort)?;
-    let header_len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    let header_len = header_len(pack)? as usize;
+    let body = &pack[..pack.len() - 4];
     let start = body.len().checked_sub(header_len).ok_or(PackError::TooShort)?;
-    let plain = keys.open(&body[start..], HEADER_AAD).map_err(|_| PackError::HeaderAuth)?;
+    open_header(keys, &body[start..])
+}
+
+/// The length of the sealed header, from the last 4 bytes of a pack (or of its tail).
+pub fn header_len(tail: &[u8]) -> Result<u32, PackError> {
+    let len = tail.last_chunk::<4>().ok_or(PackError::TooShort)?;
+    Ok(u32::from_le_bytes(*len))
+}
+
+/// Decrypt and parse a sealed header.
+pub fn open_header(keys: &Keys, sealed: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    let plain = keys.open(sealed, HEADER_AAD).map_err(|_| PackError::HeaderAuth)?;
     decode_header(&plain)
 }
 

@@ -41,6 +41,8 @@ pub struct Repository {
     keys: Arc<Keys>,
     config: RepoConfig,
     index: RwLock<Index>,
+    /// Index files that could not be read at the last load, with the reason.
+    damaged_index: std::sync::Mutex<Vec<String>>,
 }
 
 impl Repository {
@@ -57,7 +59,13 @@ impl Repository {
         // The key slot goes first: a config without a usable slot would be a locked repository.
         storage.put(&KeySlot::storage_key(&bytes), &bytes)?;
         storage.put(CONFIG_KEY, &serde_json::to_vec_pretty(&config).expect("config serialises"))?;
-        Ok(Repository { storage, keys: Arc::new(keys), config, index: RwLock::default() })
+        Ok(Repository {
+            storage,
+            keys: Arc::new(keys),
+            config,
+            index: RwLock::default(),
+            damaged_index: Default::default(),
+        })
     }
 
     /// Open and unlock an existing repository, and load its index.
@@ -68,7 +76,13 @@ impl Repository {
             .iter()
             .find_map(|(_, slot)| slot.unlock(&config.id, secret))
             .ok_or_else(|| RepoError::WrongKey { location: storage.location(), slots: slots.len() })?;
-        let repo = Repository { storage, keys: Arc::new(Keys::from_master(master)), config, index: RwLock::default() };
+        let repo = Repository {
+            storage,
+            keys: Arc::new(Keys::from_master(master)),
+            config,
+            index: RwLock::default(),
+            damaged_index: Default::default(),
+        };
         repo.reload_index()?;
         Ok(repo)
     }
@@ -96,13 +110,53 @@ impl Repository {
     }
 
     /// Read every index file again.
+    ///
+    /// An index file that fails to decrypt or parse is skipped and remembered (see
+    /// [`Repository::damaged_index_files`]); the locations it held are then recovered from the
+    /// headers of the packs no other index file names, so reading and writing go on working.
     pub fn reload_index(&self) -> Result<()> {
         let mut fresh = Index::default();
+        let mut damaged = Vec::new();
         for entry in self.storage.list("index/")? {
-            fresh.stage(&self.read_index_file(&entry.key)?);
+            match self.read_index_file(&entry.key) {
+                Ok(packs) => fresh.stage(&packs),
+                Err(e @ RepoError::Corrupt { .. }) => damaged.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
         }
         fresh.commit();
+        if !damaged.is_empty() {
+            self.recover_from_packs(&mut fresh)?;
+        }
         *self.index.write().expect("index lock poisoned") = fresh;
+        *self.damaged_index.lock().expect("damaged index lock poisoned") = damaged;
+        Ok(())
+    }
+
+    /// Index files skipped at the last load because they are damaged.
+    pub fn damaged_index_files(&self) -> Vec<String> {
+        self.damaged_index.lock().expect("damaged index lock poisoned").clone()
+    }
+
+    /// Add the packs no index names, read from their own headers.
+    fn recover_from_packs(&self, index: &mut Index) -> Result<()> {
+        for entry in self.storage.list("packs/")? {
+            let Some(id) = entry.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) else { continue };
+            if index.has_pack(&id) || entry.size < 4 {
+                continue;
+            }
+            let tail = self.storage.get_range(&entry.key, entry.size - 4, 4)?;
+            let Ok(len) = crate::pack::header_len(&tail) else { continue };
+            let Some(start) = (entry.size - 4).checked_sub(u64::from(len)) else { continue };
+            let sealed = self.storage.get_range(&entry.key, start, len.into())?;
+            // A pack whose header is damaged too stays unindexed; check reports it.
+            if let Ok(entries) = crate::pack::open_header(&self.keys, &sealed) {
+                if let Some(first) = entries.first() {
+                    index.stage(&[IndexedPack { id, kind: first.kind, entries }]);
+                }
+            }
+        }
+        index.commit();
         Ok(())
     }
 
@@ -233,7 +287,8 @@ impl Repository {
             slots.iter().filter(|(k, _)| k.trim_start_matches("keys/").starts_with(prefix)).collect();
         let key = match matching.as_slice() {
             [(key, _)] => key.clone(),
-            _ => return Err(RepoError::NoSuchKey(prefix.to_string())),
+            [] => return Err(RepoError::NoSuchKey(prefix.to_string())),
+            many => return Err(RepoError::AmbiguousKey { prefix: prefix.to_string(), count: many.len() }),
         };
         if slots.len() == 1 {
             return Err(RepoError::LastKey);

@@ -52,8 +52,11 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                 RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot { .. } => {
                     (ERROR, Some("`cairn snapshots` lists snapshot ids; 'latest' names the newest".into()))
                 }
-                RepoError::Corrupt { .. } | RepoError::MissingBlob(_) => {
+                RepoError::Corrupt { .. } | RepoError::MissingBlob(_) | RepoError::Storage(_) => {
                     (ERROR, Some("run `cairn check --read-data` to see what is damaged".into()))
+                }
+                RepoError::NoSuchKey(_) | RepoError::AmbiguousKey { .. } => {
+                    (ERROR, Some("`cairn key list` shows the key slot ids".into()))
                 }
                 _ => (ERROR, None),
             };

@@ -41,13 +41,15 @@ pub fn duration(secs: f64) -> String {
 pub struct Progress {
     bar: Option<ProgressBar>,
     items: AtomicU64,
+    /// Warnings are not printed either.
     quiet: bool,
 }
 
 impl Progress {
-    /// `total` bytes if known (restore), else a spinner with counts (backup).
-    pub fn new(quiet: bool, total: Option<u64>) -> Progress {
-        let show = !quiet && std::io::stderr().is_terminal() && env::get(env::NO_PROGRESS).is_none();
+    /// `total` bytes if known (restore), else a spinner with counts (backup). `no_bar` hides
+    /// the bar; `quiet` hides warnings too.
+    pub fn new(no_bar: bool, quiet: bool, total: Option<u64>) -> Progress {
+        let show = !no_bar && !quiet && std::io::stderr().is_terminal() && env::get(env::NO_PROGRESS).is_none();
         let bar = show.then(|| {
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(

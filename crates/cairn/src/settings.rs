@@ -37,7 +37,8 @@ pub fn secret(global: &Global, confirm: bool) -> Result<Secret> {
     if let Some(p) = env::get(env::PASSWORD) {
         return Ok(Secret::Password(p));
     }
-    Ok(Secret::Password(prompt("repository password", confirm)?))
+    let hint = format!("set ${} or pass --password-file FILE (or --key-file FILE)", env::PASSWORD);
+    Ok(Secret::Password(prompt("repository password", confirm, &hint)?))
 }
 
 /// A password file's first line.
@@ -50,14 +51,11 @@ pub fn read_password_file(path: &Path) -> Result<String> {
     Ok(password)
 }
 
-/// Ask on the terminal; fails clearly when there is none.
-pub fn prompt(what: &str, confirm: bool) -> Result<String> {
+/// Ask on the terminal; fails clearly, with `hint`, when there is none.
+pub fn prompt(what: &str, confirm: bool, hint: &str) -> Result<String> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "no {what} given and no terminal to ask on\nhint: set ${} or pass --password-file FILE (or --key-file FILE)",
-            env::PASSWORD
-        );
+        bail!("no {what} given and no terminal to ask on\nhint: {hint}");
     }
     let first = rpassword::prompt_password(format!("{what}: ")).context("reading the password")?;
     if first.is_empty() {
@@ -90,5 +88,10 @@ pub fn open(global: &Global) -> Result<Repository> {
         return Err(cairn_repo::RepoError::NotARepository { location }.into());
     }
     let secret = secret(global, false)?;
-    Ok(Repository::open(storage, &secret)?)
+    let repo = Repository::open(storage, &secret)?;
+    for damaged in repo.damaged_index_files() {
+        eprintln!("warning: {damaged}; its packs were read from their own headers");
+        eprintln!("hint: `cairn check` lists everything that is damaged");
+    }
+    Ok(repo)
 }

@@ -223,9 +223,6 @@ fn restore_into_a_non_empty_directory_needs_yes() {
 }
 
 #[test]
-#[ignore = "bug: restore --yes follows a symlink already in the target where the snapshot has a \
-            directory (create_dir_all accepts it), so files are written, and chmod/utimes applied, \
-            outside the target directory"]
 fn restore_with_yes_never_writes_through_a_symlink_in_the_target() {
     let (tmp, cairn, src) = repo_with_snapshot();
     let out_dir = tmp.path().join("out");
@@ -303,8 +300,6 @@ fn no_password_and_no_terminal_is_a_clear_error_not_a_hang() {
 }
 
 #[test]
-#[ignore = "bug: the hint for a missing *new* password (key add) names $CAIRN_PASSWORD/--password-file, \
-            which set the repository password, instead of $CAIRN_NEW_PASSWORD/--new-password-file"]
 fn key_add_without_a_new_password_hints_at_the_new_password_options() {
     let (_tmp, cairn, _src) = repo_with_snapshot();
     let out = run_with_deadline(&cairn, &[OsStr::new("key"), OsStr::new("add")], Duration::from_secs(60));

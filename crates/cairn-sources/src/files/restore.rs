@@ -76,7 +76,7 @@ pub fn restore(
     for e in &entries {
         let path = target.join(&e.rel);
         let made = match e.node.kind {
-            NodeKind::Dir => fs::create_dir_all(&path).map(|()| out.dirs += 1),
+            NodeKind::Dir => make_dir(&path).map(|()| out.dirs += 1),
             NodeKind::Symlink => make_symlink(&e.node, &path).map(|()| out.symlinks += 1),
             NodeKind::File => {
                 if e.node.links > 1 {
@@ -250,6 +250,20 @@ fn write_pack(
         }
     });
     written
+}
+
+/// A real directory at `path`: whatever else is there (a symlink above all, which would send
+/// everything below it elsewhere) is replaced. Parents exist: entries come parents first.
+fn make_dir(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            fs::remove_file(path)?;
+            fs::create_dir(path)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(path),
+        Err(e) => Err(e),
+    }
 }
 
 fn create_sized(path: &Path, size: u64) -> std::io::Result<()> {

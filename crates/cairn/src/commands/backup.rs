@@ -28,7 +28,8 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     let parent = find_parent(&repo, args, &host, &path_names)?;
 
     let options = BackupOptions { reread_all: args.force, ..BackupOptions::new(excludes, ChunkParams::FILES) };
-    let progress = Progress::new(global.quiet || args.json, None);
+    // With --json the summary goes to stdout; warnings still go to stderr.
+    let progress = Progress::new(global.quiet || args.json, global.quiet, None);
     let writer = repo.writer(WriterOptions { compression: args.compression, ..WriterOptions::default() });
     let parent_root =
         parent.as_ref().and_then(|(_, s)| s.sources.iter().find(|s| s.kind == "files")).and_then(|s| s.root);
@@ -85,15 +86,32 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     Ok(())
 }
 
-/// Check every path exists before anything is written, and make it absolute.
+/// Check every path exists before anything is written, and make it absolute and normal, so
+/// `src/`, `./src` and `x/../src` all name the same path (and find the same parent).
 fn resolve_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     paths
         .iter()
         .map(|p| {
             std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
-            std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
+            let absolute = std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?;
+            Ok(normalize(&absolute))
         })
         .collect()
+}
+
+/// Drop `.` and trailing slashes and fold `..` into its parent, without touching the disk.
+fn normalize(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    path.components().fold(PathBuf::new(), |mut acc, c| {
+        match c {
+            Component::ParentDir => {
+                acc.pop();
+            }
+            Component::CurDir => {}
+            other => acc.push(other),
+        }
+        acc
+    })
 }
 
 /// The snapshot whose unchanged files need not be read again.

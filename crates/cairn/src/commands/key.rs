@@ -75,7 +75,8 @@ fn new_secret(args: &KeyAddArgs) -> Result<Secret> {
     if let Some(p) = env::get(env::NEW_PASSWORD) {
         return Ok(Secret::Password(p));
     }
-    Ok(Secret::Password(settings::prompt("new password", true)?))
+    let hint = format!("set ${} or pass --new-password-file FILE (or --new-key-file FILE)", env::NEW_PASSWORD);
+    Ok(Secret::Password(settings::prompt("new password", true, &hint)?))
 }
 
 /// 32 random bytes as hex, readable only by the owner.

@@ -44,11 +44,18 @@ pub fn run(global: &Global, args: &RestoreArgs) -> Result<()> {
     };
     let options = RestoreOptions { include: Patterns::new(&args.includes, &[])?, ..RestoreOptions::default() };
     let total = (args.includes.is_empty()).then_some(source.stats.total_bytes);
-    let progress = Progress::new(global.quiet || args.json, total);
+    let progress = Progress::new(global.quiet || args.json, global.quiet, total);
     let outcome = files::restore(&repo, root, target, &options, &progress);
     progress.finish();
     let outcome = outcome?;
     let secs = started.elapsed().as_secs_f64();
+    if !args.includes.is_empty() && outcome.files + outcome.dirs + outcome.symlinks == 0 {
+        bail!(
+            "nothing in snapshot {} matches {}\nhint: patterns match paths as `cairn ls` shows them, without the leading /, e.g. 'app/data/*.csv'",
+            id.short(),
+            args.includes.join(", ")
+        );
+    }
     if args.json {
         super::print_json(&json!({
             "snapshot": id.to_hex(), "files": outcome.files, "dirs": outcome.dirs, "symlinks": outcome.symlinks,
