@@ -40,7 +40,7 @@ pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
 /// for a nonce). zstd writes into spare capacity, so nothing is zero-filled first.
 pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
     let start = out.len();
-    if level != 0 && !data.is_empty() {
+    if level != 0 && !data.is_empty() && worth_compressing(data, level) {
         out.push(ZSTD);
         // Room for a frame one byte shorter than the data: anything longer is stored raw.
         out.reserve_exact(data.len() - 1);
@@ -63,6 +63,31 @@ pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
     out.reserve(data.len() + 1);
     out.push(RAW);
     out.extend_from_slice(data);
+}
+
+/// Chunks at least this long are tried on a sample first.
+const SAMPLE_FROM: usize = 128 * 1024;
+const SAMPLE_LEN: usize = 32 * 1024;
+
+/// False when a sample from the middle of a large chunk does not shrink by 3%: media,
+/// archives and encrypted data then cost a small fraction of a full compression attempt.
+fn worth_compressing(data: &[u8], level: i32) -> bool {
+    if data.len() < SAMPLE_FROM {
+        return true;
+    }
+    let mid = data.len() / 2 - SAMPLE_LEN / 2;
+    let sample = &data[mid..mid + SAMPLE_LEN];
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        let (_, c) = slot.as_mut()?;
+        let mut buf = Vec::with_capacity(SAMPLE_LEN);
+        c.compress_to_buffer(sample, &mut buf).ok()
+    });
+    // No answer (the sample did not even fit) means it does not compress.
+    compressed.is_some_and(|n| n < SAMPLE_LEN * 97 / 100)
 }
 
 /// Undo [`compress`]; `raw_len` is the expected plaintext length (from the index).
@@ -97,6 +122,17 @@ mod tests {
         assert_eq!(framed[0], ZSTD);
         assert!(framed.len() < data.len() / 10);
         assert_eq!(decompress(&framed, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn large_chunks_are_judged_by_a_sample() {
+        let mut random = vec![0u8; 1 << 20];
+        blake3::Hasher::new().update(b"r").finalize_xof().fill(&mut random);
+        assert_eq!(compress(&random, 2)[0], RAW);
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(30_000);
+        let framed = compress(&text, 2);
+        assert_eq!(framed[0], ZSTD);
+        assert_eq!(decompress(&framed, text.len()).unwrap(), text);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Rebuilding directory trees from a snapshot.
 //!
 //! Order: walk the trees and select entries; create directories, symlinks and empty files;
-//! fetch content pack by pack on several threads, writing each blob at its offsets; remove
-//! files whose data was damaged and report them; link hard links; finally set metadata,
-//! directories deepest first so writing into them does not disturb their mtimes.
+//! fetch content pack by pack on several threads, writing each blob at its offsets (a file is
+//! created by its first write and gets its metadata through the open handle right after its
+//! last); remove files whose data was damaged and report them; link hard links; finally set
+//! the metadata of directories, deepest first, and symlinks.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -67,6 +68,8 @@ pub fn restore(
 ) -> Result<RestoreOutcome, FilesError> {
     let entries = select(repo, root, &options.include)?;
     let mut out = RestoreOutcome::default();
+    // Into an empty target nothing can be in the way; otherwise each path is checked first.
+    let target_was_empty = target.read_dir().map_or(true, |mut d| d.next().is_none());
     fs::create_dir_all(target).map_err(|source| FilesError::Path { path: target.to_path_buf(), source })?;
 
     // Directories first, then everything that is not file content.
@@ -87,7 +90,7 @@ pub fn restore(
                     first_of_inode.insert((e.node.dev, e.node.inode), files.len());
                 }
                 files.push(e);
-                create_sized(&path, e.node.size)
+                clear_and_create(&path, &e.node, target_was_empty)
             }
         };
         if let Err(err) = made {
@@ -116,12 +119,9 @@ pub fn restore(
     }
     out.damaged.sort();
 
-    // Metadata last; directories deepest first.
-    for e in entries.iter().rev() {
+    // Directories last, deepest first; files got theirs when their last byte was written.
+    for e in entries.iter().rev().filter(|e| e.node.kind != NodeKind::File) {
         let path = target.join(&e.rel);
-        if e.node.kind == NodeKind::File && !path.exists() {
-            continue;
-        }
         if let Err(err) = set_metadata(&e.node, &path) {
             out.warnings.push(format!("{}: setting metadata: {err}", path.display()));
         }
@@ -186,70 +186,91 @@ fn write_contents(
 ) -> HashSet<usize> {
     let contents: Vec<&[Id]> = files.iter().map(|e| e.node.content.as_slice()).collect();
     let restore_plan = plan(&repo.index(), &contents);
-    let damaged = Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect::<HashSet<usize>>());
+    let state = WriteState {
+        paths: files.iter().map(|e| target.join(&e.rel)).collect(),
+        nodes: files.iter().map(|e| &e.node).collect(),
+        remaining: files.iter().map(|e| AtomicUsize::new(e.node.content.len())).collect(),
+        damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
+        warnings: Mutex::default(),
+        progress,
+    };
     let next = AtomicUsize::new(0);
     let bytes = AtomicUsize::new(0);
-    let paths: Vec<PathBuf> = files.iter().map(|e| target.join(&e.rel)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(pack) = restore_plan.packs.get(i) else {
-                    break;
-                };
-                let written = write_pack(repo, pack, &paths, &damaged, progress);
-                bytes.fetch_add(written, Ordering::Relaxed);
+                let Some(pack) = restore_plan.packs.get(i) else { break };
+                bytes.fetch_add(state.write_pack(repo, pack), Ordering::Relaxed);
             });
         }
     });
     out.bytes = bytes.into_inner() as u64;
-    damaged.into_inner().expect("damaged set lock poisoned")
+    out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
+    state.damaged.into_inner().expect("damaged set lock poisoned")
 }
 
-fn write_pack(
-    repo: &Repository,
-    pack: &PackPlan,
-    paths: &[PathBuf],
-    damaged: &Mutex<HashSet<usize>>,
-    progress: &dyn Progress,
-) -> usize {
-    let mut written = 0;
-    repo.fetch_pack(pack, |blob, data| {
-        let mark = |file| {
-            damaged.lock().expect("damaged set lock poisoned").insert(file);
-        };
-        match data {
+/// What the pack writers share.
+struct WriteState<'a> {
+    paths: Vec<PathBuf>,
+    nodes: Vec<&'a Node>,
+    /// Blob writes each file still waits for; the writer that takes it to zero finishes it.
+    remaining: Vec<AtomicUsize>,
+    damaged: Mutex<HashSet<usize>>,
+    warnings: Mutex<Vec<String>>,
+    progress: &'a dyn Progress,
+}
+
+impl WriteState<'_> {
+    fn write_pack(&self, repo: &Repository, pack: &PackPlan) -> usize {
+        let mut written = 0;
+        repo.fetch_pack(pack, |blob, data| match data {
             Ok(bytes) => {
                 for t in &blob.targets {
-                    let result = OpenOptions::new()
-                        .write(true)
-                        .open(&paths[t.file])
-                        .and_then(|f| f.write_all_at(&bytes, t.offset));
-                    match result {
+                    match self.write_blob(t.file, &bytes, t.offset) {
                         Ok(()) => {
                             written += bytes.len();
-                            progress.bytes(bytes.len() as u64);
+                            self.progress.bytes(bytes.len() as u64);
                         }
                         Err(e) => {
-                            progress.warning(&format!("{}: {e}", paths[t.file].display()));
-                            mark(t.file);
+                            self.progress.warning(&format!("{}: {e}", self.paths[t.file].display()));
+                            self.mark_damaged(t.file);
                         }
                     }
                 }
             }
             Err(reason) => {
                 for t in &blob.targets {
-                    progress.warning(&format!(
-                        "{}: chunk {} is damaged: {reason}",
-                        paths[t.file].display(),
-                        blob.id.short()
-                    ));
-                    mark(t.file);
+                    let message =
+                        format!("{}: chunk {} is damaged: {reason}", self.paths[t.file].display(), blob.id.short());
+                    self.progress.warning(&message);
+                    self.mark_damaged(t.file);
                 }
             }
+        });
+        written
+    }
+
+    /// Write one blob; after a file's last blob, set its metadata through the same handle.
+    fn write_blob(&self, file: usize, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        let handle = OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file])?;
+        handle.write_all_at(bytes, offset)?;
+        if self.remaining[file].fetch_sub(1, Ordering::AcqRel) == 1 && !self.is_damaged(file) {
+            if let Err(e) = set_file_metadata(self.nodes[file], &handle) {
+                let message = format!("{}: setting metadata: {e}", self.paths[file].display());
+                self.warnings.lock().expect("warnings lock poisoned").push(message);
+            }
         }
-    });
-    written
+        Ok(())
+    }
+
+    fn mark_damaged(&self, file: usize) {
+        self.damaged.lock().expect("damaged set lock poisoned").insert(file);
+    }
+
+    fn is_damaged(&self, file: usize) -> bool {
+        self.damaged.lock().expect("damaged set lock poisoned").contains(&file)
+    }
 }
 
 /// A real directory at `path`: whatever else is there (a symlink above all, which would send
@@ -266,12 +287,33 @@ fn make_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn create_sized(path: &Path, size: u64) -> std::io::Result<()> {
-    // An existing file could be a hard link into data we must not touch: replace, not truncate.
-    if fs::symlink_metadata(path).is_ok() {
+/// Make room for a file: remove whatever is at its path (it could be a hard link into data we
+/// must not touch, or a symlink), unless the target was empty. A file without content is
+/// created, with its metadata, at once; others are created by their first write.
+fn clear_and_create(path: &Path, node: &Node, target_was_empty: bool) -> std::io::Result<()> {
+    if !target_was_empty && fs::symlink_metadata(path).is_ok() {
         fs::remove_file(path)?;
     }
-    File::create(path)?.set_len(size)
+    if node.content.is_empty() {
+        let file = File::create(path)?;
+        file.set_len(node.size)?;
+        set_file_metadata(node, &file)?;
+    }
+    Ok(())
+}
+
+/// Owner (as root), mode and mtime of a file, through its handle.
+fn set_file_metadata(node: &Node, file: &File) -> std::io::Result<()> {
+    if is_root() {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(node.mode))?;
+    let mtime = file_time(node.mtime_ns);
+    filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
+}
+
+fn file_time(ns: i64) -> FileTime {
+    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
 }
 
 fn make_symlink(node: &Node, path: &Path) -> std::io::Result<()> {

@@ -34,17 +34,52 @@ pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
         let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
         let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
         let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
-        println!("{}{:o}  {:>10}  {mtime}  {path}{link}", kind_char(n.kind), n.mode, size);
+        println!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size);
     }
     Ok(())
 }
 
-fn kind_char(kind: NodeKind) -> char {
-    match kind {
+/// `drwxr-xr-x`, as `ls -l` shows it (setuid, setgid and sticky included).
+fn mode_string(kind: NodeKind, mode: u32) -> String {
+    let mut out = String::with_capacity(10);
+    out.push(match kind {
         NodeKind::Dir => 'd',
         NodeKind::File => '-',
         NodeKind::Symlink => 'l',
+    });
+    // (permission bit, letter, special bit, letter when both, letter when only special)
+    let triads = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
+    for (i, (bit, letter)) in triads.into_iter().enumerate() {
+        let special = match i {
+            2 => Some((0o4000, 's', 'S')),
+            5 => Some((0o2000, 's', 'S')),
+            8 => Some((0o1000, 't', 'T')),
+            _ => None,
+        };
+        let set = mode & bit != 0;
+        out.push(match special {
+            Some((sbit, both, only)) if mode & sbit != 0 => {
+                if set {
+                    both
+                } else {
+                    only
+                }
+            }
+            _ if set => letter,
+            _ => '-',
+        });
     }
+    out
 }
 
 /// Visit every node under `tree`, parents before children, in name order.
@@ -57,4 +92,17 @@ fn walk(repo: &Repository, tree: cairn_repo::Id, path: String, f: &mut dyn FnMut
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string(NodeKind::Dir, 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string(NodeKind::File, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string(NodeKind::File, 0o1644), "-rw-r--r-T");
+        assert_eq!(mode_string(NodeKind::Symlink, 0o777), "lrwxrwxrwx");
+    }
 }
