@@ -60,11 +60,14 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupOutcome, FilesError> {
     let started = Instant::now();
+    // The calling thread is the first walker.
+    let budget = Budget { active: AtomicUsize::new(1), max: options.read_threads.max(1) };
     let mut walker = Walker {
         repo,
         writer,
         options,
         progress,
+        budget: &budget,
         stats: SourceStats::default(),
         warnings: Vec::new(),
         hard_links: HashMap::new(),
@@ -118,18 +121,113 @@ struct Item {
     previous: Option<Node>,
 }
 
+/// How many walker threads may run at once; a thread waiting for others does not count.
+struct Budget {
+    active: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    fn try_take(&self) -> bool {
+        self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).is_ok()
+    }
+    fn release(&self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+    fn resume(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 struct Walker<'a, 'w> {
     repo: &'a Repository,
     writer: &'a Writer<'w>,
     options: &'a BackupOptions,
     progress: &'a dyn Progress,
+    budget: &'a Budget,
     stats: SourceStats,
     warnings: Vec<String>,
     /// Content already saved for (device, inode) of files with several links.
     hard_links: HashMap<(u64, u64), Vec<Id>>,
 }
 
-impl Walker<'_, '_> {
+impl<'a, 'w> Walker<'a, 'w> {
+    /// A walker for a subtree on another thread, with its own counters.
+    fn child(&self) -> Walker<'a, 'w> {
+        Walker {
+            repo: self.repo,
+            writer: self.writer,
+            options: self.options,
+            progress: self.progress,
+            budget: self.budget,
+            stats: SourceStats::default(),
+            warnings: Vec::new(),
+            hard_links: HashMap::new(),
+        }
+    }
+
+    /// Fold a child's counters and warnings into this walker's.
+    fn merge(&mut self, child: Walker<'_, '_>) {
+        let (s, c) = (&mut self.stats, &child.stats);
+        s.files_new += c.files_new;
+        s.files_changed += c.files_changed;
+        s.files_unchanged += c.files_unchanged;
+        s.dirs += c.dirs;
+        s.total_bytes += c.total_bytes;
+        s.bytes_read += c.bytes_read;
+        s.errors += c.errors;
+        let room = MAX_KEPT_WARNINGS.saturating_sub(self.warnings.len());
+        self.warnings.extend(child.warnings.into_iter().take(room));
+        self.hard_links.extend(child.hard_links);
+    }
+
+    /// Save the directories among `items`, some on other threads while cores are free.
+    fn save_dirs(&mut self, items: &[Item], dirs: Vec<usize>) -> Result<Vec<(usize, Option<Node>)>, FilesError> {
+        let mut done = Vec::with_capacity(dirs.len());
+        let mut first_error = None;
+        std::thread::scope(|scope| {
+            let mut running = Vec::new();
+            for i in dirs {
+                if self.budget.try_take() {
+                    let mut child = self.child();
+                    let item = &items[i];
+                    running.push((
+                        i,
+                        scope.spawn(move || {
+                            let result = child.save_other(item);
+                            child.budget.release();
+                            (child, result)
+                        }),
+                    ));
+                    continue;
+                }
+                match self.save_other(&items[i]) {
+                    Ok(node) => done.push((i, node)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // While waiting, this thread's slot is free for the others.
+            self.budget.release();
+            for (i, handle) in running {
+                let (child, result) = handle.join().expect("a walker thread panicked");
+                self.merge(child);
+                match result {
+                    Ok(node) => done.push((i, node)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            self.budget.resume();
+        });
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
     fn warn(&mut self, message: String) {
         self.progress.warning(&message);
         if self.warnings.len() < MAX_KEPT_WARNINGS {
@@ -166,12 +264,17 @@ impl Walker<'_, '_> {
                 Err(ReadFailure::Repo(e)) => return Err(e.into()),
             }
         }
+        let dirs: Vec<usize> = (0..items.len()).filter(|&i| items[i].meta.is_dir()).collect();
+        let mut others: Vec<Option<Node>> = vec![None; items.len()];
+        for (i, node) in self.save_dirs(&items, dirs)? {
+            others[i] = node;
+        }
         let mut tree = Tree::default();
-        for (item, file) in items.into_iter().zip(files) {
-            let node = match file {
-                Some(node) => Some(node),
-                None if item.meta.is_file() => None,
-                None => self.save_other(&item)?,
+        for ((item, file), other) in items.iter().zip(files).zip(others) {
+            let node = match (file, other) {
+                (Some(node), _) | (None, Some(node)) => Some(node),
+                (None, None) if item.meta.is_file() || item.meta.is_dir() => None,
+                (None, None) => self.save_other(item)?,
             };
             tree.nodes.extend(node);
         }
@@ -243,12 +346,8 @@ impl Walker<'_, '_> {
         self.progress.item();
         if file_type.is_dir() {
             let mut node = node_from_meta(&item.name, NodeKind::Dir, &item.meta);
-            let parent_tree = item
-                .previous
-                .as_ref()
-                .filter(|p| p.kind == NodeKind::Dir)
-                .and_then(|p| p.subtree)
-                .and_then(|id| self.repo.load_tree(&id).ok());
+            let parent = item.previous.as_ref().filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree);
+            let parent_tree = parent.and_then(|id| self.repo.load_tree(&id).ok().map(|t| (id, t)));
             let Some(id) = self.save_dir(&item.path, &item.rel, parent_tree.as_ref())? else { return Ok(None) };
             node.subtree = Some(id);
             self.stats.dirs += 1;
@@ -278,8 +377,9 @@ impl Walker<'_, '_> {
         Ok(None)
     }
 
-    /// Save a directory's tree; `None` if it could not be listed.
-    fn save_dir(&mut self, path: &Path, rel: &Path, parent: Option<&Tree>) -> Result<Option<Id>, FilesError> {
+    /// Save a directory's tree; `None` if it could not be listed. `parent` is the same
+    /// directory's tree in the parent snapshot, with its id.
+    fn save_dir(&mut self, path: &Path, rel: &Path, parent: Option<&(Id, Tree)>) -> Result<Option<Id>, FilesError> {
         let mut entries = match fs::read_dir(path).and_then(|rd| rd.collect::<Result<Vec<_>, _>>()) {
             Ok(e) => e,
             Err(e) => {
@@ -304,10 +404,14 @@ impl Walker<'_, '_> {
             if self.options.excludes.matches(&child_rel, meta.is_dir()) {
                 continue;
             }
-            let previous = parent.and_then(|t| t.find(name.as_bytes())).cloned();
+            let previous = parent.and_then(|(_, t)| t.find(name.as_bytes())).cloned();
             items.push(Item { name, path: child_path, rel: child_rel, meta, previous });
         }
         let mut tree = self.save_items(items)?;
+        // An unchanged directory is the parent's tree, byte for byte: no need to encode it.
+        if let Some((id, _)) = parent.filter(|(_, t)| t.nodes == tree.nodes) {
+            return Ok(Some(*id));
+        }
         Ok(Some(self.writer.save_tree(&mut tree)?))
     }
 }
