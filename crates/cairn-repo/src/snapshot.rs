@@ -45,6 +45,21 @@ pub struct SourceStats {
     pub duration_secs: f64,
 }
 
+impl SourceStats {
+    /// Add another capture's counts to these (durations are not added: runs overlap).
+    pub fn add(&mut self, other: &SourceStats) {
+        self.files_new += other.files_new;
+        self.files_changed += other.files_changed;
+        self.files_unchanged += other.files_unchanged;
+        self.dirs += other.dirs;
+        self.total_bytes += other.total_bytes;
+        self.bytes_read += other.bytes_read;
+        self.bytes_added += other.bytes_added;
+        self.blobs_added += other.blobs_added;
+        self.errors += other.errors;
+    }
+}
+
 /// One source of a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceEntry {
@@ -102,16 +117,7 @@ impl Snapshot {
     pub fn totals(&self) -> SourceStats {
         let mut t = SourceStats::default();
         for s in &self.sources {
-            let s = &s.stats;
-            t.files_new += s.files_new;
-            t.files_changed += s.files_changed;
-            t.files_unchanged += s.files_unchanged;
-            t.dirs += s.dirs;
-            t.total_bytes += s.total_bytes;
-            t.bytes_read += s.bytes_read;
-            t.bytes_added += s.bytes_added;
-            t.blobs_added += s.blobs_added;
-            t.errors += s.errors;
+            t.add(&s.stats);
         }
         t.duration_secs = self.duration_secs;
         t

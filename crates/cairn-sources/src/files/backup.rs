@@ -168,14 +168,7 @@ impl<'a, 'w> Walker<'a, 'w> {
 
     /// Fold a child's counters and warnings into this walker's.
     fn merge(&mut self, child: Walker<'_, '_>) {
-        let (s, c) = (&mut self.stats, &child.stats);
-        s.files_new += c.files_new;
-        s.files_changed += c.files_changed;
-        s.files_unchanged += c.files_unchanged;
-        s.dirs += c.dirs;
-        s.total_bytes += c.total_bytes;
-        s.bytes_read += c.bytes_read;
-        s.errors += c.errors;
+        self.stats.add(&child.stats);
         let room = MAX_KEPT_WARNINGS.saturating_sub(self.warnings.len());
         self.warnings.extend(child.warnings.into_iter().take(room));
         self.hard_links.extend(child.hard_links);
