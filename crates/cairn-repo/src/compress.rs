@@ -90,6 +90,31 @@ fn worth_compressing(data: &[u8], level: i32) -> bool {
     compressed.is_some_and(|n| n < SAMPLE_LEN * 97 / 100)
 }
 
+/// Undo [`compress`] into `out` (cleared first), reusing its allocation.
+pub fn decompress_into(framed: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), DecompressError> {
+    out.clear();
+    let (&kind, payload) = framed.split_first().ok_or(DecompressError::Empty)?;
+    match kind {
+        RAW => out.extend_from_slice(payload),
+        ZSTD => {
+            out.reserve(raw_len);
+            DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new().map_err(DecompressError::Zstd)?);
+                }
+                let d = slot.as_mut().expect("just set");
+                d.decompress_to_buffer(payload, out).map_err(DecompressError::Zstd)
+            })?;
+        }
+        other => return Err(DecompressError::UnknownKind(other)),
+    }
+    if out.len() != raw_len {
+        return Err(DecompressError::Length { got: out.len(), expected: raw_len });
+    }
+    Ok(())
+}
+
 /// Undo [`compress`]; `raw_len` is the expected plaintext length (from the index).
 pub fn decompress(framed: &[u8], raw_len: usize) -> Result<Vec<u8>, DecompressError> {
     let (&kind, payload) = framed.split_first().ok_or(DecompressError::Empty)?;

@@ -79,6 +79,16 @@ impl Keys {
         buf.extend_from_slice(tag.as_ref());
     }
 
+    /// Check and decrypt in place; returns the plaintext, a part of `sealed`.
+    pub fn open_in_place<'b>(&self, sealed: &'b mut [u8], aad: &[u8]) -> Result<&'b mut [u8], AuthError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(AuthError);
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AuthError)?;
+        self.aead.open_in_place(nonce, Aad::from(aad), rest).map_err(|_| AuthError)
+    }
+
     /// Check and decrypt an object made by [`Keys::seal`] with the same `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, AuthError> {
         open_with(&self.aead, sealed, aad)

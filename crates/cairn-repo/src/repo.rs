@@ -185,6 +185,29 @@ impl Repository {
         })
     }
 
+    /// Decrypt, decompress and verify a sealed blob in place: the plaintext is a part of
+    /// `sealed` for raw blobs, or decompressed into `scratch`, whose allocation is reused.
+    pub fn open_blob_in_place<'b>(
+        &self,
+        id: &Id,
+        sealed: &'b mut [u8],
+        raw_len: u32,
+        scratch: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8], String> {
+        let framed = self.keys.open_in_place(sealed, &id.0).map_err(|e| e.to_string())?;
+        let plain: &'b [u8] = match framed.split_first() {
+            Some((&compress::RAW, payload)) if payload.len() == raw_len as usize => payload,
+            _ => {
+                compress::decompress_into(framed, raw_len as usize, scratch).map_err(|e| e.to_string())?;
+                scratch
+            }
+        };
+        if self.keys.blob_id(plain) != *id {
+            return Err("content does not match its id".to_string());
+        }
+        Ok(plain)
+    }
+
     /// Decrypt, decompress and verify one sealed blob.
     pub fn open_blob(&self, id: &Id, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>, String> {
         let framed = self.keys.open(sealed, &id.0).map_err(|e| e.to_string())?;

@@ -87,8 +87,9 @@ pub fn plan(index: &Index, files: &[&[Id]]) -> RestorePlan {
 impl Repository {
     /// Fetch the blobs of one pack plan, calling `f` with each blob's verified plaintext or
     /// the reason it could not be had (a missing or unreadable pack fails each of its blobs).
-    pub fn fetch_pack(&self, plan: &PackPlan, mut f: impl FnMut(&PlannedBlob, Result<Vec<u8>, String>)) {
+    pub fn fetch_pack(&self, plan: &PackPlan, mut f: impl FnMut(&PlannedBlob, Result<&[u8], String>)) {
         let key = pack_key(&plan.pack);
+        let mut scratch = Vec::new();
         let mut i = 0;
         while i < plan.blobs.len() {
             // Grow a run of blobs that are close together, then read it in one request.
@@ -100,11 +101,12 @@ impl Repository {
                 j += 1;
             }
             match self.storage().get_range(&key, start.into(), (end - start).into()) {
-                Ok(bytes) => {
+                Ok(mut bytes) => {
                     for blob in &plan.blobs[i..j] {
                         let at = (blob.offset - start) as usize;
-                        let sealed = &bytes[at..at + blob.length as usize];
-                        f(blob, self.open_blob(&blob.id, sealed, blob.raw_len));
+                        // Blobs are decrypted where they lie in the fetched range: no copies.
+                        let sealed = &mut bytes[at..at + blob.length as usize];
+                        f(blob, self.open_blob_in_place(&blob.id, sealed, blob.raw_len, &mut scratch));
                     }
                 }
                 Err(e) => {

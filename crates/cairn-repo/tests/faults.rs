@@ -97,7 +97,7 @@ fn restore_tree(repo: &Repository, tree: &Tree) -> HashMap<String, Result<Vec<u8
                 let slot = &mut out[t.file];
                 match (&bytes, slot.as_mut()) {
                     (Ok(b), Ok(buf)) => buf[t.offset as usize..t.offset as usize + b.len()].copy_from_slice(b),
-                    (Err(e), _) => *slot = Err(e.clone()),
+                    (Err(e), _) => *slot = Err(e.to_string()),
                     _ => {}
                 }
             }

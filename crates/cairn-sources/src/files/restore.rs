@@ -227,7 +227,7 @@ impl WriteState<'_> {
         repo.fetch_pack(pack, |blob, data| match data {
             Ok(bytes) => {
                 for t in &blob.targets {
-                    match self.write_blob(t.file, &bytes, t.offset) {
+                    match self.write_blob(t.file, bytes, t.offset) {
                         Ok(()) => {
                             written += bytes.len();
                             self.progress.bytes(bytes.len() as u64);
