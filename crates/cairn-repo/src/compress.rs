@@ -29,6 +29,18 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// Run `f` with this thread's compression context for `level`; `None` if zstd refused it.
+fn with_compressor<T>(level: i32, f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Option<T>) -> Option<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        let (_, c) = slot.as_mut()?;
+        f(c)
+    })
+}
+
 /// Frame `data`, compressed at `level` if that helps; `level` 0 means never compress.
 pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 1);
@@ -46,14 +58,7 @@ pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
         out.reserve_exact(data.len() - 1);
         let mut cursor = std::io::Cursor::new(std::mem::take(out));
         cursor.set_position((start + 1) as u64);
-        let written = COMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-                *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-            }
-            let (_, c) = slot.as_mut()?;
-            c.compress_to_buffer(data, &mut cursor).ok()
-        });
+        let written = with_compressor(level, |c| c.compress_to_buffer(data, &mut cursor).ok());
         *out = cursor.into_inner();
         if written.is_some_and(|n| n < data.len()) {
             return;
@@ -77,15 +82,7 @@ fn worth_compressing(data: &[u8], level: i32) -> bool {
     }
     let mid = data.len() / 2 - SAMPLE_LEN / 2;
     let sample = &data[mid..mid + SAMPLE_LEN];
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-        }
-        let (_, c) = slot.as_mut()?;
-        let mut buf = Vec::with_capacity(SAMPLE_LEN);
-        c.compress_to_buffer(sample, &mut buf).ok()
-    });
+    let compressed = with_compressor(level, |c| c.compress_to_buffer(sample, &mut Vec::with_capacity(SAMPLE_LEN)).ok());
     // No answer (the sample did not even fit) means it does not compress.
     compressed.is_some_and(|n| n < SAMPLE_LEN * 97 / 100)
 }
@@ -117,22 +114,8 @@ pub fn decompress_into(framed: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Resu
 
 /// Undo [`compress`]; `raw_len` is the expected plaintext length (from the index).
 pub fn decompress(framed: &[u8], raw_len: usize) -> Result<Vec<u8>, DecompressError> {
-    let (&kind, payload) = framed.split_first().ok_or(DecompressError::Empty)?;
-    let out = match kind {
-        RAW => payload.to_vec(),
-        ZSTD => DECOMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(zstd::bulk::Decompressor::new().map_err(DecompressError::Zstd)?);
-            }
-            let d = slot.as_mut().expect("just set");
-            d.decompress(payload, raw_len).map_err(DecompressError::Zstd)
-        })?,
-        other => return Err(DecompressError::UnknownKind(other)),
-    };
-    if out.len() != raw_len {
-        return Err(DecompressError::Length { got: out.len(), expected: raw_len });
-    }
+    let mut out = Vec::new();
+    decompress_into(framed, raw_len, &mut out)?;
     Ok(out)
 }
 

@@ -70,23 +70,12 @@ impl Keys {
     /// Seal in place: `buf` holds [`NONCE_LEN`] bytes of room followed by the plaintext; the
     /// room receives the nonce and the tag is appended. Saves a copy of large blobs.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, aad: &[u8]) {
-        let nonce: [u8; NONCE_LEN] = random_bytes();
-        buf[..NONCE_LEN].copy_from_slice(&nonce);
-        let tag = self
-            .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf[NONCE_LEN..])
-            .expect("AES-GCM sealing cannot fail for in-range lengths");
-        buf.extend_from_slice(tag.as_ref());
+        seal_in_place_with(&self.aead, buf, aad);
     }
 
     /// Check and decrypt in place; returns the plaintext, a part of `sealed`.
     pub fn open_in_place<'b>(&self, sealed: &'b mut [u8], aad: &[u8]) -> Result<&'b mut [u8], AuthError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(AuthError);
-        }
-        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AuthError)?;
-        self.aead.open_in_place(nonce, Aad::from(aad), rest).map_err(|_| AuthError)
+        open_in_place_with(&self.aead, sealed, aad)
     }
 
     /// Check and decrypt an object made by [`Keys::seal`] with the same `aad`.
@@ -108,26 +97,38 @@ pub fn open_with_key(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Result<Vec<u8
 }
 
 fn seal_with(key: &LessSafeKey, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    buf.resize(NONCE_LEN, 0);
+    buf.extend_from_slice(plaintext);
+    seal_in_place_with(key, &mut buf, aad);
+    buf
+}
+
+/// `buf` is [`NONCE_LEN`] bytes of room, then the plaintext; the tag is appended.
+fn seal_in_place_with(key: &LessSafeKey, buf: &mut Vec<u8>, aad: &[u8]) {
     let nonce: [u8; NONCE_LEN] = random_bytes();
-    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
     let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf[NONCE_LEN..])
         .expect("AES-GCM sealing cannot fail for in-range lengths");
-    out.extend_from_slice(tag.as_ref());
-    out
+    buf.extend_from_slice(tag.as_ref());
 }
 
 fn open_with(key: &LessSafeKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, AuthError> {
+    let mut buf = sealed.to_vec();
+    let plain_len = open_in_place_with(key, &mut buf, aad)?.len();
+    buf.drain(..NONCE_LEN);
+    buf.truncate(plain_len);
+    Ok(buf)
+}
+
+fn open_in_place_with<'b>(key: &LessSafeKey, sealed: &'b mut [u8], aad: &[u8]) -> Result<&'b mut [u8], AuthError> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(AuthError);
     }
-    let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| AuthError)?;
-    let mut buf = sealed[NONCE_LEN..].to_vec();
-    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| AuthError)?.len();
-    buf.truncate(plain_len);
-    Ok(buf)
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AuthError)?;
+    key.open_in_place(nonce, Aad::from(aad), rest).map_err(|_| AuthError)
 }
 
 /// `N` bytes from the operating system's secure random source.

@@ -116,6 +116,13 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// Packs uploaded so far; those from `indexed` on are not yet in an index file.
+#[derive(Default)]
+struct Written {
+    packs: Vec<IndexedPack>,
+    indexed: usize,
+}
+
 /// A finished pack on its way to storage.
 struct Upload {
     kind: BlobKind,
@@ -133,10 +140,8 @@ struct Shared {
     packers: [Mutex<PackBuilder>; 2],
     /// Finished packs go to the upload thread through this; `None` once closed.
     uploads: Mutex<Option<Sender<Upload>>>,
-    /// Packs uploaded but not yet named by an index file.
-    unindexed: Mutex<Vec<IndexedPack>>,
-    /// Every pack this writer uploaded.
-    written: Mutex<Vec<IndexedPack>>,
+    /// Every pack this writer uploaded, and how many of them index files already name.
+    written: Mutex<Written>,
     failed: AtomicBool,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
@@ -169,7 +174,6 @@ impl<'r> Writer<'r> {
             pending: Mutex::default(),
             packers: Default::default(),
             uploads: Mutex::new(Some(upload_tx)),
-            unindexed: Mutex::default(),
             written: Mutex::default(),
             failed: AtomicBool::new(false),
             error: Mutex::default(),
@@ -197,12 +201,17 @@ impl<'r> Writer<'r> {
         Writer { repo, shared, tx: Some(tx), workers, uploader: Some(uploader) }
     }
 
-    /// Stop all threads; the upload thread last, so it takes every finished pack.
-    fn join_threads(&mut self) {
+    /// Close the job queue and wait for the workers to drain it.
+    fn join_workers(&mut self) {
         self.tx = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+
+    /// Stop all threads; the upload thread last, so it takes every finished pack.
+    fn join_threads(&mut self) {
+        self.join_workers();
         self.shared.uploads.lock().expect("uploads lock poisoned").take();
         if let Some(u) = self.uploader.take() {
             let _ = u.join();
@@ -266,10 +275,7 @@ impl<'r> Writer<'r> {
     /// Wait for every queued blob, write the last packs and index file, and make the new
     /// blobs visible in the repository's index. Only after this may a snapshot be saved.
     pub fn finish(mut self) -> Result<WriteTotals> {
-        self.tx = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        self.join_workers();
         self.check_failed()?;
         for kind in [BlobKind::Data, BlobKind::Tree] {
             let packer = std::mem::take(&mut *self.shared.packers[kind as usize].lock().expect("packer lock poisoned"));
@@ -280,7 +286,7 @@ impl<'r> Writer<'r> {
         self.join_threads();
         self.check_failed()?;
         write_index(&self.shared, true)?;
-        self.repo.add_to_index(&self.shared.written.lock().expect("written lock poisoned"));
+        self.repo.add_to_index(&self.shared.written.lock().expect("written lock poisoned").packs);
         Ok(self.shared.stats.totals())
     }
 }
@@ -358,23 +364,25 @@ fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
     let Upload { kind, id, bytes, entries } = upload;
     shared.storage.put(&pack_key(&id), &bytes)?;
     shared.stats.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    let pack = IndexedPack { id, kind, entries };
-    shared.written.lock().expect("written lock poisoned").push(pack.clone());
-    shared.unindexed.lock().expect("unindexed lock poisoned").push(pack);
+    shared.written.lock().expect("written lock poisoned").packs.push(IndexedPack { id, kind, entries });
     Ok(())
 }
 
 /// Write an index file for uploaded packs once enough have gathered (or always, at the end).
 fn write_index(shared: &Shared, always: bool) -> Result<()> {
-    let packs = {
-        let mut unindexed = shared.unindexed.lock().expect("unindexed lock poisoned");
-        if unindexed.is_empty() || (!always && unindexed.len() < PACKS_PER_INDEX) {
+    // Only the upload thread (or `finish`, after it stopped) writes index files, so the
+    // packs counted here are still unindexed when the write below completes.
+    let (key, sealed, count) = {
+        let written = shared.written.lock().expect("written lock poisoned");
+        let fresh = &written.packs[written.indexed..];
+        if fresh.is_empty() || (!always && fresh.len() < PACKS_PER_INDEX) {
             return Ok(());
         }
-        std::mem::take(&mut *unindexed)
+        let (key, sealed) = index::seal(&shared.keys, fresh);
+        (key, sealed, fresh.len())
     };
-    let (key, sealed) = index::seal(&shared.keys, &packs);
     shared.storage.put(&key, &sealed)?;
+    shared.written.lock().expect("written lock poisoned").indexed += count;
     shared.stats.bytes_stored.fetch_add(sealed.len() as u64, Ordering::Relaxed);
     Ok(())
 }

@@ -97,17 +97,7 @@ pub fn backup(
 /// The name a top-level path is stored under: its last component, after resolving `.`/`..`.
 fn top_level_name(path: &Path) -> Result<OsString, FilesError> {
     let absolute = std::path::absolute(path).map_err(|source| FilesError::Path { path: path.to_path_buf(), source })?;
-    let normal: PathBuf = absolute.components().fold(PathBuf::new(), |mut acc, c| {
-        match c {
-            std::path::Component::ParentDir => {
-                acc.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => acc.push(other),
-        }
-        acc
-    });
-    Ok(normal.file_name().map_or_else(|| "root".into(), OsStr::to_os_string))
+    Ok(super::normalize(&absolute).file_name().map_or_else(|| "root".into(), OsStr::to_os_string))
 }
 
 /// One directory entry about to be saved.
@@ -290,27 +280,14 @@ impl<'a, 'w> Walker<'a, 'w> {
 
     /// Read files several at a time; results come back in the order given.
     fn read_files(&self, items: &[Item], to_read: Vec<(usize, Node)>) -> Vec<ReadResult> {
-        let threads = self.options.read_threads.clamp(1, to_read.len().max(1));
-        let read_one = |(i, node): (usize, Node)| {
-            (i, read_stable(self.writer, &items[i].path, node, self.options.chunking, self.progress))
-        };
-        if threads == 1 {
-            return to_read.into_iter().map(read_one).collect();
-        }
-        let jobs: Vec<Mutex<Option<(usize, Node)>>> = to_read.into_iter().map(|j| Mutex::new(Some(j))).collect();
-        let results: Vec<Mutex<Option<ReadResult>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(k) else { break };
-                    let job = job.lock().expect("job lock poisoned").take().expect("each job is taken once");
-                    *results[k].lock().expect("result lock poisoned") = Some(read_one(job));
-                });
-            }
+        let results = Mutex::new(Vec::with_capacity(to_read.len()));
+        super::parallel_for(&to_read, self.options.read_threads, |k, (i, node)| {
+            let read = read_stable(self.writer, &items[*i].path, node.clone(), self.options.chunking, self.progress);
+            results.lock().expect("results lock poisoned").push((k, (*i, read)));
         });
-        results.into_iter().filter_map(|r| r.into_inner().expect("result lock poisoned")).collect()
+        let mut results = results.into_inner().expect("results lock poisoned");
+        results.sort_unstable_by_key(|(k, _)| *k);
+        results.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Count a file that was read and remember its content for later hard links.

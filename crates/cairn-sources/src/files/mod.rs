@@ -49,3 +49,39 @@ pub enum FilesError {
 
 /// Warnings kept in a snapshot manifest; more are counted but not kept.
 pub const MAX_KEPT_WARNINGS: usize = 100;
+
+/// Drop `.` and trailing slashes and fold `..` into its parent, without touching the disk, so
+/// `src/`, `./src` and `x/../src` name the same path.
+pub fn normalize(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    path.components().fold(PathBuf::new(), |mut acc, c| {
+        match c {
+            Component::ParentDir => {
+                acc.pop();
+            }
+            Component::CurDir => {}
+            other => acc.push(other),
+        }
+        acc
+    })
+}
+
+/// Call `f` on every item from `threads` threads at once (inline when one is enough); each
+/// thread takes the next item not yet taken, so slow items do not hold others back.
+fn parallel_for<T: Sync>(items: &[T], threads: usize, f: impl Fn(usize, &T) + Sync) {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        items.iter().enumerate().for_each(|(i, item)| f(i, item));
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                f(i, item);
+            });
+        }
+    });
+}

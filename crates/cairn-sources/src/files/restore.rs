@@ -194,16 +194,9 @@ fn write_contents(
         warnings: Mutex::default(),
         progress,
     };
-    let next = AtomicUsize::new(0);
     let bytes = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(pack) = restore_plan.packs.get(i) else { break };
-                bytes.fetch_add(state.write_pack(repo, pack), Ordering::Relaxed);
-            });
-        }
+    super::parallel_for(&restore_plan.packs, threads, |_, pack| {
+        bytes.fetch_add(state.write_pack(repo, pack), Ordering::Relaxed);
     });
     out.bytes = bytes.into_inner() as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
@@ -325,10 +318,7 @@ fn make_symlink(node: &Node, path: &Path) -> std::io::Result<()> {
 }
 
 fn set_metadata(node: &Node, path: &Path) -> std::io::Result<()> {
-    let mtime = FileTime::from_unix_time(
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    );
+    let mtime = file_time(node.mtime_ns);
     if is_root() {
         // Ownership only makes sense (and only works) for root; others keep their own.
         std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;

@@ -94,24 +94,9 @@ fn resolve_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .map(|p| {
             std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
             let absolute = std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?;
-            Ok(normalize(&absolute))
+            Ok(files::normalize(&absolute))
         })
         .collect()
-}
-
-/// Drop `.` and trailing slashes and fold `..` into its parent, without touching the disk.
-fn normalize(path: &std::path::Path) -> PathBuf {
-    use std::path::Component;
-    path.components().fold(PathBuf::new(), |mut acc, c| {
-        match c {
-            Component::ParentDir => {
-                acc.pop();
-            }
-            Component::CurDir => {}
-            other => acc.push(other),
-        }
-        acc
-    })
 }
 
 /// The snapshot whose unchanged files need not be read again.

@@ -90,10 +90,6 @@ fn write_new_key_file(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating key file {}", path.display()))?;
-    writeln!(file, "{}", hex_encode(&bytes)).with_context(|| format!("writing key file {}", path.display()))?;
+    writeln!(file, "{}", hex::encode(bytes)).with_context(|| format!("writing key file {}", path.display()))?;
     Ok(())
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
