@@ -1,0 +1,35 @@
+//! postgres (being written).
+
+use std::path::PathBuf;
+
+use crate::{Capture, CaptureContext, Password, RestoreReport, RestoreRequest, SourceError};
+
+/// Connection settings and what to capture.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Password>,
+    /// Databases to capture; `None` captures all (but the server's own).
+    pub databases: Option<Vec<String>>,
+    /// Run the tools through this command (e.g. `docker exec -i db`); empty: run directly.
+    pub prefix: Vec<String>,
+    /// Directory of the client tools; default: found on this machine.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl PostgresSource {
+    /// Settings from a URL like `postgres://postgres@127.0.0.1:5432/app` (the path names one database).
+    pub fn from_url(_url: &str) -> Result<PostgresSource, SourceError> {
+        Err(SourceError::new("the postgres source is not built yet"))
+    }
+
+    pub fn backup(&self, _ctx: &CaptureContext<'_, '_>) -> Result<Capture, SourceError> {
+        Err(SourceError::new("the postgres source is not built yet"))
+    }
+
+    pub fn restore(&self, _req: &RestoreRequest<'_>) -> Result<RestoreReport, SourceError> {
+        Err(SourceError::new("the postgres source is not built yet"))
+    }
+}
