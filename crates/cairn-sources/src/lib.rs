@@ -43,7 +43,9 @@ impl SourceError {
     /// The same error with `context: ` in front of its message.
     pub fn context(self, context: impl std::fmt::Display) -> SourceError {
         match self {
-            SourceError::Source { message, hint } => SourceError::Source { message: format!("{context}: {message}"), hint },
+            SourceError::Source { message, hint } => {
+                SourceError::Source { message: format!("{context}: {message}"), hint }
+            }
             repo => repo,
         }
     }
@@ -102,7 +104,10 @@ pub struct Capture {
 pub trait SafetyCopy {
     /// Run `capture` with a fresh writer, commit its result as a snapshot, and return a
     /// description of where it went (e.g. "snapshot 1a2b3c4d, tagged pre-restore").
-    fn save(&self, capture: &mut dyn FnMut(&CaptureContext<'_, '_>) -> Result<Capture, SourceError>) -> Result<String, SourceError>;
+    fn save(
+        &self,
+        capture: &mut dyn FnMut(&CaptureContext<'_, '_>) -> Result<Capture, SourceError>,
+    ) -> Result<String, SourceError>;
 }
 
 /// What to restore of one source, and where.

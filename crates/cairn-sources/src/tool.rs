@@ -161,9 +161,8 @@ impl Tool {
             out
         });
         let mut stdin = running.child.stdin.take().expect("stdin is piped");
-        let result = produce(&mut stdin).and_then(|()| {
-            stdin.flush().map_err(|e| SourceError::new(format!("writing to {}: {e}", running.name)))
-        });
+        let result = produce(&mut stdin)
+            .and_then(|()| stdin.flush().map_err(|e| SourceError::new(format!("writing to {}: {e}", running.name))));
         drop(stdin);
         if result.is_err() {
             let _ = running.child.kill();
@@ -283,7 +282,8 @@ mod tests {
 
     #[test]
     fn prefix_runs_the_tool() {
-        let out = Tool::new(&["env".to_string(), "FOO=bar".to_string()], "sh").args(["-c", "echo $FOO"]).output().unwrap();
+        let out =
+            Tool::new(&["env".to_string(), "FOO=bar".to_string()], "sh").args(["-c", "echo $FOO"]).output().unwrap();
         assert_eq!(out, "bar\n");
     }
 
@@ -304,7 +304,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 1_000_000);
-        let out = Tool::new(&[], "wc").arg("-c").write_stdin(|w| w.write_all(&[1u8; 4096]).map_err(|e| write_error("wc", &e))).unwrap();
+        let out = Tool::new(&[], "wc")
+            .arg("-c")
+            .write_stdin(|w| w.write_all(&[1u8; 4096]).map_err(|e| write_error("wc", &e)))
+            .unwrap();
         assert_eq!(out.trim(), "4096");
     }
 

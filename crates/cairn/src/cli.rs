@@ -19,8 +19,11 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (a directory)
-    #[arg(long, short = 'r', global = true, env = env::REPO, value_name = "PATH")]
+    /// Config file (default: ./cairn.toml, ~/.config/cairn/cairn.toml, /etc/cairn/cairn.toml)
+    #[arg(long, short = 'c', global = true, env = env::CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Repository: a directory, or the name of one in the config file
+    #[arg(long, short = 'r', global = true, env = env::REPO, value_name = "PATH|NAME")]
     pub repo: Option<PathBuf>,
     /// Read the repository password from this file
     #[arg(long, global = true, env = env::PASSWORD_FILE, value_name = "FILE")]
@@ -37,10 +40,12 @@ pub struct Global {
 pub enum Command {
     /// Create a repository
     Init(InitArgs),
-    /// Back up files and folders
+    /// Run jobs from the config file, or back up files and folders
     Backup(BackupArgs),
     /// List snapshots
     Snapshots(SnapshotsArgs),
+    /// Show everything a snapshot records
+    Show(ShowArgs),
     /// List the files in a snapshot
     Ls(LsArgs),
     /// Restore a snapshot into a directory
@@ -50,6 +55,33 @@ pub enum Command {
     /// Manage the passwords and key files that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check or print the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Read the config file and report every problem (exit 0 when it is valid)
+    Check,
+    /// Print the config file as cairn reads it, secrets shown as ***
+    Show {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Snapshot id (or a unique prefix), or 'latest'
+    pub snapshot: String,
+    /// With 'latest': the newest snapshot of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -61,9 +93,13 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and folders to back up; each is stored under its last path component
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    /// Jobs of the config file to run, or files and folders to back up (each stored under
+    /// its last path component)
+    #[arg(value_name = "JOB|PATH", required_unless_present = "all")]
+    pub targets: Vec<PathBuf>,
+    /// Run every job of the config file
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -85,9 +121,9 @@ pub struct BackupArgs {
     /// Read every file, even those unchanged since the parent snapshot
     #[arg(long)]
     pub force: bool,
-    /// zstd compression level (0 = off; 2 balances speed and size, 3+ is smaller and slower)
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub compression: i32,
+    /// zstd compression level (0 = off; 2, the default, balances speed and size; 3+ is smaller and slower)
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression: Option<i32>,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
@@ -104,6 +140,9 @@ pub struct SnapshotsArgs {
     /// Only snapshots of this host
     #[arg(long)]
     pub host: Option<String>,
+    /// Only snapshots of this job
+    #[arg(long)]
+    pub job: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -121,16 +160,31 @@ pub struct LsArgs {
 pub struct RestoreArgs {
     /// Snapshot id (or a unique prefix), or 'latest'
     pub snapshot: String,
-    /// Directory to restore into
-    #[arg(long, value_name = "DIR")]
-    pub to: Option<PathBuf>,
+    /// With 'latest': the newest snapshot of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Where to restore: a directory (files, --raw), a file (sqlite), a database name (postgres,
+    /// mysql). Without it, databases are restored where they came from (needs --yes if they exist)
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
+    /// Restore only this table (repeatable; sqlite, postgres as [schema.]table, mysql)
+    #[arg(long = "table", short = 't', value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Restore only this database of a server source (repeatable)
+    #[arg(long = "database", value_name = "NAME")]
+    pub databases: Vec<String>,
+    /// Write the source's captured streams (dump files, page image) into the --to directory
+    /// instead of loading them into a database
+    #[arg(long)]
+    pub raw: bool,
     /// Restore only what matches this gitignore-style pattern (repeatable), e.g. 'data/*.csv'
     #[arg(long = "include", short = 'i', value_name = "PATTERN")]
     pub includes: Vec<String>,
     /// Which source of the snapshot to restore (default: the only one)
     #[arg(long)]
     pub source: Option<String>,
-    /// Allow restoring into a directory that is not empty, replacing files in it
+    /// Allow replacing live data: files in a non-empty directory, an existing database or
+    /// database file (a safety copy is kept first)
     #[arg(long)]
     pub yes: bool,
     /// Print the summary as JSON

@@ -1,5 +1,7 @@
 //! Every environment variable cairn reads, in one place.
 
+/// Config file location.
+pub const CONFIG: &str = "CAIRN_CONFIG";
 /// Repository location.
 pub const REPO: &str = "CAIRN_REPO";
 /// Repository password.

@@ -5,10 +5,13 @@
 
 mod cli;
 mod commands;
+mod config;
 mod env;
 mod exit;
+mod jobs;
 mod output;
 mod settings;
+mod sources;
 
 use std::process::ExitCode;
 

@@ -1,28 +1,194 @@
-//! `cairn backup PATH...`: back up files and folders into one snapshot.
+//! `cairn backup JOB...|--all`: run jobs of the config file, one snapshot per job and
+//! repository; `cairn backup PATH...`: back up files and folders into one snapshot.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cairn_repo::{ChunkParams, Id, Repository, Snapshot, SourceEntry, SourceStatus, WriterOptions};
+
+/// zstd level when neither `--compression` nor the repository's config sets one.
+const DEFAULT_COMPRESSION: i32 = 2;
 use cairn_sources::files::{self, BackupOptions, Patterns};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Global};
+use crate::config::{Config, JobConfig};
 use crate::exit::Partial;
+use crate::jobs::{self, Hook, JobResult, Outcome, RunOptions};
 use crate::output::{self, Progress};
 use crate::settings;
 
 pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
+    let config = settings::config(global)?;
+    let jobs: Vec<String> = match &config {
+        Some(c) if args.all => c.file.jobs.keys().cloned().collect(),
+        Some(c) => args
+            .targets
+            .iter()
+            .filter_map(|t| t.to_str())
+            .filter(|t| c.file.jobs.contains_key(*t))
+            .map(String::from)
+            .collect(),
+        None if args.all => bail!(
+            "--all runs the jobs of a config file, and none was found\nhint: pass --config FILE or create cairn.toml"
+        ),
+        None => Vec::new(),
+    };
+    if let Some(config) = config.as_ref().filter(|_| !jobs.is_empty()) {
+        if jobs.len() < args.targets.len() {
+            let others: Vec<_> =
+                args.targets.iter().filter(|t| !t.to_str().is_some_and(|t| jobs.iter().any(|j| j == t))).collect();
+            bail!(
+                "{} is not a job of {}\nhint: run jobs and back up paths in separate commands",
+                others[0].display(),
+                config.path.display()
+            );
+        }
+        if !args.excludes.is_empty() || !args.exclude_files.is_empty() || args.parent.is_some() {
+            bail!("--exclude, --exclude-file and --parent apply to paths, not jobs\nhint: set `exclude` on the job's files source in the config file");
+        }
+        return run_jobs(global, args, config, &jobs);
+    }
+    if let Some(missing) = args.targets.iter().find(|t| std::fs::symlink_metadata(t).is_err()) {
+        if let Some(config) = &config {
+            let names: Vec<&str> = config.file.jobs.keys().map(String::as_str).collect();
+            bail!(
+                "{} is neither a job of {} nor an existing path\nhint: jobs are: {}",
+                missing.display(),
+                config.path.display(),
+                if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+            );
+        }
+    }
+    run_paths(global, args, config.as_ref())
+}
+
+/// Run jobs from the config file, each into its repositories, hooks around each job.
+fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String]) -> Result<()> {
+    let options = RunOptions {
+        time: args.time.as_deref().map(parse_time).transpose()?,
+        force: args.force,
+        tags: args.tags.clone(),
+    };
+    let mut results = Vec::new();
+    for name in names {
+        let job = config.job(name)?;
+        let mut job_results = Vec::new();
+        if let Err(e) = jobs::run_hook(name, job, Hook::Before, &[]) {
+            job_results.push(failed(name, "-", format!("{e:#}")));
+        } else {
+            for target in job_targets(global, config, job)? {
+                let repo = match settings::open_target(global, &target) {
+                    Ok(repo) => repo,
+                    Err(e) => {
+                        job_results.push(failed(name, &target.name, format!("{e:#}")));
+                        continue;
+                    }
+                };
+                let compression = args.compression.or(target.compression).unwrap_or(DEFAULT_COMPRESSION);
+                let progress = Progress::new(global.quiet || args.json, global.quiet, None);
+                let result = jobs::run_into(config, name, job, (&target.name, &repo, compression), &options, &progress);
+                progress.finish();
+                job_results.push(result);
+            }
+        }
+        if let Err(e) = jobs::run_hook(name, job, Hook::After, &job_results) {
+            eprintln!("warning: {e:#}");
+        }
+        results.extend(job_results);
+    }
+    report_jobs(global, args, &results)?;
+    let failed: Vec<&JobResult> = results.iter().filter(|r| r.outcome == Outcome::Failed).collect();
+    if let Some(first) = failed.first() {
+        bail!("job {} failed: {}", first.job, first.error.as_deref().unwrap_or("see above"));
+    }
+    if results.iter().any(|r| r.outcome == Outcome::Partial) {
+        return Err(
+            Partial("some sources failed or were captured only in part; the snapshot records which".into()).into()
+        );
+    }
+    Ok(())
+}
+
+/// The repositories a job writes to: `--repo` if given, else the job's list, else the only one.
+fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
+    if global.repo.is_some() || job.repositories.is_empty() {
+        return Ok(vec![settings::repo_target(global, Some(config))?]);
+    }
+    job.repositories
+        .iter()
+        .map(|name| config.repository(Some(name)).map(|(n, r)| settings::configured(config, n, r)))
+        .collect()
+}
+
+fn failed(job: &str, repository: &str, error: String) -> JobResult {
+    JobResult {
+        job: job.to_string(),
+        repository: repository.to_string(),
+        outcome: Outcome::Failed,
+        snapshot: None,
+        error: Some(error),
+        sources: Vec::new(),
+        duration_secs: 0.0,
+    }
+}
+
+fn report_jobs(global: &Global, args: &BackupArgs, results: &[JobResult]) -> Result<()> {
+    if args.json {
+        return super::print_json(&results);
+    }
+    if global.quiet {
+        return Ok(());
+    }
+    for r in results {
+        match &r.snapshot {
+            Some(id) => println!(
+                "job {}: snapshot {} saved to {} ({}) in {}",
+                r.job,
+                &id[..8],
+                r.repository,
+                r.outcome.name(),
+                output::duration(r.duration_secs)
+            ),
+            None => println!("job {}: nothing saved to {} (failed)", r.job, r.repository),
+        }
+        for s in &r.sources {
+            let status = match s.status {
+                SourceStatus::Ok => "ok",
+                SourceStatus::Partial => "partial",
+                SourceStatus::Failed => "failed",
+            };
+            print!("  {:<14} {:<9} {:<8}", s.name, s.kind, status);
+            match &s.error {
+                Some(e) => println!("{}", e.replace('\n', "\n      ")),
+                None => println!(
+                    "{} read, {} added, {}",
+                    output::bytes(s.stats.bytes_read),
+                    output::bytes(s.stats.bytes_added),
+                    output::duration(s.stats.duration_secs)
+                ),
+            }
+        }
+        if let Some(e) = &r.error {
+            println!("  error: {}", e.replace('\n', "\n  "));
+        }
+    }
+    Ok(())
+}
+
+/// Back up paths given on the command line into one snapshot.
+fn run_paths(global: &Global, args: &BackupArgs, config: Option<&Config>) -> Result<()> {
     let started = Instant::now();
-    let paths = resolve_paths(&args.paths)?;
+    let paths = resolve_paths(&args.targets)?;
     let time = match &args.time {
         Some(t) => parse_time(t)?,
         None => Local::now().fixed_offset(),
     };
     let excludes = Patterns::new(&args.excludes, &args.exclude_files)?;
-    let repo = settings::open(global)?;
+    let target = settings::repo_target(global, config)?;
+    let repo = settings::open_target(global, &target)?;
     let host = args.host.clone().unwrap_or_else(settings::hostname);
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let parent = find_parent(&repo, args, &host, &path_names)?;
@@ -30,7 +196,10 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
     let options = BackupOptions { reread_all: args.force, ..BackupOptions::new(excludes, ChunkParams::FILES) };
     // With --json the summary goes to stdout; warnings still go to stderr.
     let progress = Progress::new(global.quiet || args.json, global.quiet, None);
-    let writer = repo.writer(WriterOptions { compression: args.compression, ..WriterOptions::default() });
+    let writer = repo.writer(WriterOptions {
+        compression: args.compression.or(target.compression).unwrap_or(DEFAULT_COMPRESSION),
+        ..WriterOptions::default()
+    });
     let parent_root =
         parent.as_ref().and_then(|(_, s)| s.sources.iter().find(|s| s.kind == "files")).and_then(|s| s.root);
     let outcome = files::backup(&repo, &writer, &paths, parent_root, &options, &progress);

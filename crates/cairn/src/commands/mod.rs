@@ -2,13 +2,16 @@
 
 mod backup;
 mod check;
+mod config;
 mod init;
 mod key;
 mod ls;
 mod restore;
+mod show;
 mod snapshots;
 
 use anyhow::Result;
+use cairn_repo::{Id, Repository, Snapshot};
 
 use crate::cli::{Cli, Command};
 
@@ -22,7 +25,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => restore::run(g, &args),
         Command::Check(args) => check::run(g, &args),
         Command::Key(cmd) => key::run(g, cmd),
+        Command::Show(args) => show::run(g, &args),
+        Command::Config(cmd) => config::run(g, &cmd),
     }
+}
+
+/// A snapshot by id prefix or `latest`; with `job`, only that job's snapshots are candidates.
+fn find_snapshot(repo: &Repository, spec: &str, job: Option<&str>) -> Result<(Id, Snapshot)> {
+    let Some(job) = job else { return Ok(repo.find_snapshot(spec)?) };
+    let candidates: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| s.job.as_deref() == Some(job)).collect();
+    if candidates.is_empty() {
+        anyhow::bail!(
+            "no snapshot of job {job:?} in this repository\nhint: `cairn snapshots` lists them with their jobs"
+        );
+    }
+    Ok(Repository::resolve(&candidates, spec)?)
 }
 
 /// Print JSON to stdout.

@@ -1,6 +1,7 @@
 //! `cairn snapshots`: list snapshots.
 
 use anyhow::Result;
+use cairn_repo::SourceStatus;
 use serde_json::json;
 
 use crate::cli::{Global, SnapshotsArgs};
@@ -14,6 +15,7 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
         .into_iter()
         .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.host == h))
         .filter(|(_, s)| args.tags.iter().all(|t| s.tags.contains(t)))
+        .filter(|(_, s)| args.job.as_ref().is_none_or(|j| s.job.as_ref() == Some(j)))
         .collect();
     if args.json {
         let list: Vec<_> = snapshots
@@ -34,28 +36,46 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<8}  {:<19}  {:<12}  {:<7}  {:>10}  {:>10}  {:<12}  paths",
-        "id", "time", "host", "status", "size", "added", "tags"
+        "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  sources",
+        "id", "time", "host", "job", "status", "size", "added", "tags"
     );
     for (id, s) in &snapshots {
         let t = s.totals();
-        let status = s.sources.iter().map(|src| src.status).max_by_key(|st| *st as u8).map_or("ok", |st| match st {
-            cairn_repo::SourceStatus::Ok => "ok",
-            cairn_repo::SourceStatus::Partial => "partial",
-            cairn_repo::SourceStatus::Failed => "failed",
-        });
+        let status = s.sources.iter().map(|src| src.status).max_by_key(|st| *st as u8).map_or("ok", status_name);
+        // Per source: its status and size; ad hoc backups show their paths instead.
+        let sources = match &s.job {
+            None => s.paths.join(" "),
+            Some(_) => s
+                .sources
+                .iter()
+                .map(|src| match src.status {
+                    SourceStatus::Failed => format!("{} failed", src.name),
+                    st => format!("{} {} {}", src.name, status_name(st), output::bytes(src.stats.total_bytes)),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         println!(
-            "{:<8}  {:<19}  {:<12}  {:<7}  {:>10}  {:>10}  {:<12}  {}",
+            "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {}",
             id.short(),
             s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
             s.host,
+            s.job.as_deref().unwrap_or("-"),
             status,
             output::bytes(t.total_bytes),
             output::bytes(t.bytes_added),
             s.tags.join(","),
-            s.paths.join(" ")
+            sources
         );
     }
     println!("{} snapshot(s)", snapshots.len());
     Ok(())
+}
+
+fn status_name(status: SourceStatus) -> &'static str {
+    match status {
+        SourceStatus::Ok => "ok",
+        SourceStatus::Partial => "partial",
+        SourceStatus::Failed => "failed",
+    }
 }
