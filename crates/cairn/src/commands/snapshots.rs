@@ -41,7 +41,14 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
     );
     for (id, s) in &snapshots {
         let t = s.totals();
-        let status = s.sources.iter().map(|src| src.status).max_by_key(|st| *st as u8).map_or("ok", status_name);
+        // A snapshot is partial when any source is not ok, failed only when none has data.
+        let status = if s.sources.iter().all(|src| src.status == SourceStatus::Ok) {
+            "ok"
+        } else if s.sources.iter().all(|src| src.status == SourceStatus::Failed) {
+            "failed"
+        } else {
+            "partial"
+        };
         // Per source: its status and size; ad hoc backups show their paths instead.
         let sources = match &s.job {
             None => s.paths.join(" "),

@@ -20,7 +20,8 @@ use filetime::FileTime;
 pub const PASSWORD: &str = "Zx9-tEsT-pAsSwOrD-q7Lm";
 
 /// Environment variables of cairn that must not leak in from the caller's environment.
-const CAIRN_VARS: &[&str] = &[
+pub const CAIRN_VARS: &[&str] = &[
+    "CAIRN_CONFIG",
     "CAIRN_REPO",
     "CAIRN_PASSWORD",
     "CAIRN_PASSWORD_FILE",
@@ -40,11 +41,27 @@ pub struct Cairn {
     pub env: Vec<(String, String)>,
     /// Strings that must never appear in any output (passwords, key file contents).
     pub secrets: Vec<String>,
+    /// Run with `--config FILE` and without `--repo`: the config file names the repository.
+    pub config: Option<PathBuf>,
 }
 
 impl Cairn {
     pub fn new(repo: impl Into<PathBuf>) -> Cairn {
-        Cairn { repo: repo.into(), password: Some(PASSWORD.into()), env: Vec::new(), secrets: vec![PASSWORD.into()] }
+        Cairn {
+            repo: repo.into(),
+            password: Some(PASSWORD.into()),
+            env: Vec::new(),
+            secrets: vec![PASSWORD.into()],
+            config: None,
+        }
+    }
+
+    /// The binary driven by a config file (which names the repository and its password).
+    pub fn with_config(config: impl Into<PathBuf>) -> Cairn {
+        let mut c = Cairn::new("");
+        c.password = None;
+        c.config = Some(config.into());
+        c
     }
 
     /// The same repository opened with another password (`None`: no password at all).
@@ -64,14 +81,18 @@ impl Cairn {
         for var in CAIRN_VARS {
             cmd.env_remove(var);
         }
-        cmd.env("CAIRN_KDF_MEMORY_KIB", "1024").env("CAIRN_NO_PROGRESS", "1");
+        // No config file of the caller's may be picked up.
+        cmd.env("CAIRN_KDF_MEMORY_KIB", "1024").env("CAIRN_NO_PROGRESS", "1").env("XDG_CONFIG_HOME", "/nonexistent");
         if let Some(p) = &self.password {
             cmd.env("CAIRN_PASSWORD", p);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.arg("--repo").arg(&self.repo).args(args);
+        match &self.config {
+            Some(config) => cmd.arg("--config").arg(config).args(args),
+            None => cmd.arg("--repo").arg(&self.repo).args(args),
+        };
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
