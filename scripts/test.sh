@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh machine: `bash scripts/test.sh`.
 #
-# Installs and starts what the tests need (nothing yet beyond the Rust toolchain; database
-# servers join here as their adapters land), then runs every test of the workspace.
+# Installs and starts what the tests need (PostgreSQL and MariaDB on 127.0.0.1, see
+# scripts/services.sh), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ if ! command -v cargo >/dev/null; then
     echo "error: cargo not found; hint: install the Rust toolchain (https://rustup.rs)" >&2
     exit 1
 fi
+
+bash scripts/services.sh
 
 # Tests use a cheap Argon2 setting through CAIRN_KDF_MEMORY_KIB where they need speed; the
 # suite itself must not depend on anything from the caller's environment.
