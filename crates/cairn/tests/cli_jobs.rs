@@ -268,3 +268,10 @@ fn a_config_file_is_needed_for_jobs() {
     assert!(stderr(&out).contains("none was found"), "{}", describe(&out));
     let _ = Path::new("");
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cairn.toml");
+    let out = Cairn::with_config(&example).ok(&["config", "check"]);
+    assert!(stdout(&out).contains("ok (1 repository, 2 job(s), 4 source(s))"), "{}", describe(&out));
+}
