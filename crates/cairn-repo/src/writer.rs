@@ -291,6 +291,23 @@ impl<'r> Writer<'r> {
     }
 }
 
+impl Writer<'_> {
+    /// Give up: stop the pipeline and delete the packs this writer uploaded that no index
+    /// file names yet. Nobody can refer to their blobs (they enter the repository's index
+    /// only through `finish`, and other processes learn of packs only from index files), so
+    /// a failed source leaves nothing behind but what an index file already named, which is
+    /// garbage for `prune`. Returns how many packs were deleted.
+    pub fn abandon(mut self) -> usize {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.join_threads();
+        let unindexed: Vec<Id> = {
+            let written = self.shared.written.lock().expect("written lock poisoned");
+            written.packs[written.indexed..].iter().map(|p| p.id).collect()
+        };
+        unindexed.iter().filter(|id| self.shared.storage.delete(&pack_key(id)).is_ok()).count()
+    }
+}
+
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
         // An abandoned writer stops its workers; what it uploaded is garbage for prune.

@@ -238,3 +238,24 @@ fn wrong_password_is_refused_and_changes_nothing() {
     let err = Repository::open(empty, &secret()).err().unwrap();
     assert!(matches!(err, cairn_repo::RepoError::NotARepository { .. }), "{err}");
 }
+
+#[test]
+fn an_abandoned_writer_leaves_no_packs_behind() {
+    let storage = Arc::new(MemStorage::new());
+    let repo = Repository::init(storage.clone(), &secret(), &slot()).unwrap();
+    let writer = repo.writer(options());
+    // Enough data for several small packs to be uploaded before the writer gives up.
+    writer.save_stream(&data(7, 400_000)[..], ChunkParams::new(1 << 14).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    while storage.list("packs/").unwrap().is_empty() && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let deleted = writer.abandon();
+    assert!(deleted > 0, "packs were uploaded before the writer was abandoned");
+    assert!(storage.list("packs/").unwrap().is_empty(), "every unindexed pack is deleted");
+    assert!(storage.list("index/").unwrap().is_empty());
+    // The repository is as before: a new backup works and checks clean.
+    let id = backup(&repo, &[("a".into(), data(8, 100_000))]).unwrap();
+    let reopened = Repository::open(storage, &secret()).unwrap();
+    assert!(reopened.load_snapshot(&id).is_ok());
+}

@@ -1,9 +1,10 @@
 //! Running a job: its hooks, its sources (concurrently, bounded), one snapshot per repository.
 //!
 //! A source that fails does not stop the others: it is recorded in the snapshot as failed
-//! with its error, and the run is partial. Its writer is abandoned, so blobs it had not yet
-//! packed are never written; packs it had already uploaded hold no snapshot's data and are
-//! garbage for `prune`. Only a failing repository stops the whole run.
+//! with its error, and the run is partial. Its writer is abandoned: blobs it had not yet
+//! packed are never written, and the packs it had uploaded are deleted (only a capture of
+//! over 32 packs, 512 MiB, leaves earlier packs named by an index file, garbage for `prune`).
+//! Only a failing repository stops the whole run.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -182,9 +183,14 @@ fn capture_all(
                     .and_then(|adapter| {
                         let writer = repo.writer(writer_options);
                         let ctx = CaptureContext { repo, writer: &writer, chunking, progress };
-                        let capture = adapter.capture(&ctx, parent_root, force)?;
-                        let totals = writer.finish()?;
-                        Ok((capture, totals))
+                        match adapter.capture(&ctx, parent_root, force) {
+                            Ok(capture) => Ok((capture, writer.finish()?)),
+                            Err(e) => {
+                                // Nothing of a failed source stays in the repository.
+                                writer.abandon();
+                                Err(e)
+                            }
+                        }
                     });
                 match outcome {
                     Ok((capture, totals)) => {
