@@ -164,15 +164,17 @@ impl Tool {
         let result = produce(&mut stdin)
             .and_then(|()| stdin.flush().map_err(|e| SourceError::new(format!("writing to {}: {e}", running.name))));
         drop(stdin);
+        // Did the tool stop by itself (then its complaint explains the broken pipe), or did
+        // our side fail (then ours is the reason, not the kill below)?
+        let tool_stopped = result.is_err() && matches!(running.child.try_wait(), Ok(Some(_)));
         if result.is_err() {
             let _ = running.child.kill();
         }
         let status = running.wait();
         let out = out.join().unwrap_or_default();
         match (result, status) {
-            // The tool's own complaint explains a broken pipe better than the pipe does.
-            (Err(_), Err(status_err)) => Err(status_err),
-            (Err(e), Ok(())) => Err(e),
+            (Err(_), Err(status_err)) if tool_stopped => Err(status_err),
+            (Err(e), _) => Err(e),
             (Ok(()), status) => status.map(|()| String::from_utf8_lossy(&out).into_owned()),
         }
     }
@@ -320,5 +322,19 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "stop");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn our_failure_is_reported_not_the_kill() {
+        let err = Tool::new(&[], "cat").write_stdin(|_| Err(SourceError::new("blob damaged"))).unwrap_err();
+        assert_eq!(err.to_string(), "blob damaged");
+        let err = Tool::new(&[], "sh")
+            .args(["-c", "echo refusing >&2; exit 5"])
+            .write_stdin(|w| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                w.write_all(&[0u8; 1 << 20]).map_err(|e| write_error("sh", &e))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
     }
 }
