@@ -1,5 +1,6 @@
 //! The SQLite source against real database files and an in-memory repository.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -240,6 +241,11 @@ fn restore_goes_to_another_path_or_replaces_the_original_only_with_yes() {
     assert_eq!(query_i64(&other, "SELECT count(*) FROM items"), 500);
     assert_eq!(query_i64(&other, "PRAGMA user_version"), 7);
 
+    let copies = dir.path().join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    restore(&repo, &entry, Some(&copies), &[], false).unwrap();
+    assert_eq!(query_i64(&copies.join("app.db"), "SELECT count(*) FROM items"), 500, "--to DIR keeps the file name");
+
     let refused = restore(&repo, &entry, None, &[], false).unwrap_err().to_string();
     assert!(refused.contains(path.to_str().unwrap()) && refused.contains("--yes"), "{refused}");
     assert_eq!(query_i64(&path, "SELECT count(*) FROM items"), 100, "the original must be untouched");
@@ -248,8 +254,11 @@ fn restore_goes_to_another_path_or_replaces_the_original_only_with_yes() {
     let live = Connection::open(&path).unwrap();
     live.execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO items (body) VALUES ('live')").unwrap();
     assert!(std::fs::metadata(dir.path().join("app.db-wal")).unwrap().len() > 0);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let report = restore(&repo, &entry, None, &[], true).unwrap();
     assert_eq!(report.safety_copies.len(), 1, "{report:?}");
+    assert!(report.warnings.is_empty(), "{report:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640, "the old file's mode is kept");
     let copy = PathBuf::from(&report.safety_copies[0]);
     assert!(copy.file_name().unwrap().to_string_lossy().starts_with("app.db.before-restore-"), "{copy:?}");
     assert_eq!(integrity(&copy), "ok");
@@ -287,6 +296,28 @@ fn a_stale_wal_beside_the_target_is_not_replayed_onto_the_restored_file() {
     assert_eq!(integrity(&target), "ok");
     assert_eq!(query_i64(&target, "SELECT count(*) FROM items"), 300);
     assert_eq!(query_i64(&target, "SELECT count(*) FROM items WHERE body = 'stale'"), 0);
+}
+
+#[test]
+fn a_database_whose_wal_cannot_be_checkpointed_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    make_items(&path, true, 100);
+    let repo = repo();
+    let entry = capture(&repo, &path, false).unwrap();
+    // A reader in the middle of a transaction on a snapshot that needs the -wal.
+    let writer = Connection::open(&path).unwrap();
+    writer.execute_batch("PRAGMA wal_autocheckpoint = 0; DELETE FROM items WHERE id > 50").unwrap();
+    let reader = Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    assert_eq!(reader.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)).unwrap(), 50);
+
+    let err = restore(&repo, &entry, None, &[], true).unwrap_err().to_string();
+    assert!(err.contains("busy.db") && err.contains("in use") && err.contains("hint:"), "{err}");
+    reader.execute_batch("COMMIT").unwrap();
+    drop((reader, writer));
+    assert_eq!(names(dir.path()), ["busy.db"], "no safety copy or temp file may be left");
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM items"), 50);
 }
 
 fn make_shop(path: &Path) {

@@ -35,7 +35,30 @@
 //!
 //! # Why a page stream (`cargo bench -p cairn-sources --bench sqlite_formats`)
 //!
-//! BENCH-FIGURES
+//! A 101 MiB WAL database (300 000 rows with an INTEGER PRIMARY KEY, five text/number
+//! columns and a unique index; a rowid table with holes; 36 free pages) is captured, 1% of
+//! the rows in one contiguous id range are updated (one text column grows), and it is
+//! captured again; `ChunkParams::DUMPS`, default writer (zstd 2), 2 cores. "added" is what
+//! the second capture stored (`bytes_stored`); two runs, ranges are their spread:
+//!
+//! | format                         | stream     | 1st stored | added         | capture | restore        |
+//! |--------------------------------|-----------:|-----------:|--------------:|--------:|---------------:|
+//! | page stream                    | 101.4 MiB  | 27.1 MiB   | 0.47–0.53 MiB | 0.4 s   | 0.8–1.4 s (a)  |
+//! | page stream, `vacuum`          | 99.7 MiB   | 26.0 MiB   | 2.1–2.2 MiB   | 1.0 s   | 0.7–1.0 s (a)  |
+//! | SQL dump (`sqlite3 .dump`)     | 100.2 MiB  | 22.6 MiB   | 0.33 MiB      | 1.1 s   | 4.2–4.5 s (b)  |
+//!
+//! (a) write, fsync and `integrity_check`; (b) replaying the SQL into `sqlite3`.
+//!
+//! The page stream is the format. Day to day it dedups almost as well as a dump (about 0.5%
+//! of the database per 1% of rows changed, against 0.33%; page 1 and split pages always
+//! change), while `vacuum` costs four times as much, because every page after a change
+//! moves and the b-trees are rebuilt. It is the file itself, so a restore gives back what a
+//! dump loses (the bench checks these): rowids of tables without an INTEGER PRIMARY KEY (the
+//! dump renumbered them), `user_version`, `application_id`, WAL mode and free pages; also
+//! (checked by hand with `.dump`) a non-default `page_size` and `auto_vacuum`. It needs no
+//! external tool, captures about 2.5× faster, and restores 3–5× faster, integrity check
+//! included, since no index is rebuilt. The dump compresses better on the first capture
+//! (no free space inside pages): 17% fewer bytes.
 
 mod backup;
 mod restore;

@@ -39,7 +39,11 @@ impl Recorded {
 /// only `req.tables` into a database file there. See the module documentation.
 pub fn restore(req: &RestoreRequest<'_>) -> Result<RestoreReport, SourceError> {
     let recorded = Recorded::from_entry(req.entry)?;
-    let target = req.to.as_ref().map_or_else(|| recorded.path.clone(), PathBuf::from);
+    let mut target = req.to.as_ref().map_or_else(|| recorded.path.clone(), PathBuf::from);
+    if target.is_dir() {
+        // `--to DIR`: into that directory, under the database's own file name.
+        target.push(recorded.path.file_name().unwrap_or(STREAM.as_ref()));
+    }
     if req.tables.is_empty() {
         whole(req, &recorded, &target)
     } else {
@@ -63,6 +67,7 @@ fn whole(req: &RestoreRequest<'_>, recorded: &Recorded, target: &Path) -> Result
     let temp = TempDb::new(sibling(&target, &format!(".cairn-restore-{}", std::process::id())));
     let bytes = write_stream(req, recorded, temp.path())?;
     integrity_check(temp.path())?;
+    let warnings = if exists { keep_owner(&target, temp.path()).into_iter().collect() } else { Vec::new() };
     let copy = if exists { Some(prepare_replace(&target)?) } else { None };
     let swapped = remove_companions(&target).and_then(|()| {
         fs::rename(temp.path(), &target).map_err(|e| {
@@ -81,7 +86,20 @@ fn whole(req: &RestoreRequest<'_>, recorded: &Recorded, target: &Path) -> Result
         recorded.path.display()
     );
     let safety_copies = copy.iter().map(|c| c.display().to_string()).collect();
-    Ok(RestoreReport { restored: vec![restored], safety_copies, warnings: Vec::new() })
+    Ok(RestoreReport { restored: vec![restored], safety_copies, warnings })
+}
+
+/// Give the restored file the mode and owner of the file it replaces, so that the
+/// application can still open it; a failure is a warning.
+fn keep_owner(target: &Path, temp: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (old, new) = (fs::metadata(target).ok()?, fs::metadata(temp).ok()?);
+    let mut result = fs::set_permissions(temp, old.permissions());
+    if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
+        result = result.and_then(|()| std::os::unix::fs::chown(temp, Some(old.uid()), Some(old.gid())));
+    }
+    let e = result.err()?;
+    Some(format!("{}: the restored file could not get the mode and owner of the old one: {e}", target.display()))
 }
 
 /// Make the database at `target` ready to be replaced: a safety copy beside it, and its WAL

@@ -101,6 +101,9 @@ fn choose(conn: &Connection, recorded: &Recorded, wanted: &[String]) -> Result<V
         .map_err(|e| sql_error(&recorded.path, "cannot list the captured tables", e))?;
     let mut chosen = Vec::new();
     for name in wanted {
+        if chosen.iter().any(|t: &Table| t.name.eq_ignore_ascii_case(name)) {
+            continue;
+        }
         let Some(i) = captured.iter().position(|t| t.name.eq_ignore_ascii_case(name)) else {
             let names: Vec<&str> = captured.iter().map(|t| t.name.as_str()).collect();
             return Err(SourceError::with_hint(
