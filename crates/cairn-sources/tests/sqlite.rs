@@ -85,6 +85,17 @@ fn query_text(path: &Path, sql: &str) -> String {
     Connection::open(path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Files of this process in the temp directory whose names start with `prefix`; each kind
+/// is made by one test only, so that tests running at the same time do not see each other's.
+fn temp_files(prefix: &str) -> usize {
+    let prefix = format!("{prefix}{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .count()
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -206,12 +217,7 @@ fn vacuumed_capture_restores_the_same_rows_without_free_pages() {
     assert_eq!(vacuumed.metadata["vacuum"], true);
     assert_eq!(vacuumed.metadata["journal_mode"], "wal", "the copy keeps the source's journal mode");
     assert!(vacuumed.metadata["bytes"].as_u64() < plain.metadata["bytes"].as_u64());
-    let leftovers = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("cairn-vacuum-{}-", std::process::id())))
-        .count();
-    assert_eq!(leftovers, 0, "the VACUUM INTO copy must be deleted");
+    assert_eq!(temp_files("cairn-vacuum-"), 0, "the VACUUM INTO copy must be deleted");
 
     let out = dir.path().join("restored.db");
     restore(&repo, &vacuumed, Some(&out), &[], false).unwrap();
@@ -380,6 +386,7 @@ fn chosen_tables_are_copied_with_their_indexes_triggers_and_rowids() {
     let fresh = dir.path().join("fresh.db");
     restore(&repo, &entry, Some(&fresh), &["nope"], false).unwrap_err();
     assert!(!fresh.exists(), "a target created for a failed restore is removed");
+    assert_eq!(temp_files("cairn-restore-"), 0, "the capture's temp copy must be deleted");
 }
 
 #[test]
@@ -423,4 +430,25 @@ fn a_damaged_repository_blob_fails_the_restore_without_touching_the_target() {
     assert_eq!(names(dir.path()), before, "no temp file or safety copy may be left");
     assert_eq!(query_i64(&path, "SELECT count(*) FROM items"), 10);
     assert_eq!(integrity(&path), "ok");
+}
+
+#[test]
+fn a_table_restore_that_fails_midway_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    make_shop(&path);
+    let repo = repo();
+    let entry = capture(&repo, &path, false).unwrap();
+    // The target has its own `items`, and an index by the name the captured one needs.
+    let target = dir.path().join("target.db");
+    Connection::open(&target)
+        .unwrap()
+        .execute_batch("CREATE TABLE items (x); INSERT INTO items VALUES (1); CREATE TABLE t (y); CREATE INDEX items_name ON t (y);")
+        .unwrap();
+
+    let err = restore(&repo, &entry, Some(&target), &["items"], true).unwrap_err().to_string();
+    assert!(err.contains("target.db") && err.contains("items_name"), "{err}");
+    assert_eq!(names(dir.path()), ["shop.db", "target.db"], "the safety copy of a restore that did not happen goes");
+    assert_eq!(query_i64(&target, "SELECT count(*) FROM items"), 1);
+    assert_eq!(query_i64(&target, "SELECT count(*) FROM pragma_table_info('items')"), 1);
 }

@@ -51,31 +51,44 @@ fn copy_tables(
     conn.execute("ATTACH DATABASE ?1 AS src", [src]).map_err(|e| sql_error(capture, "cannot attach the capture", e))?;
     let chosen = choose(&conn, recorded, &req.tables)?;
     let clashes = existing(&conn, target, &chosen)?;
-    let mut report = RestoreReport::default();
-    if !clashes.is_empty() {
-        if !req.yes {
-            let names: Vec<&str> = clashes.iter().map(|(_, name)| name.as_str()).collect();
-            return Err(SourceError::with_hint(
-                format!("{}: already has {}; not replacing", target.display(), names.join(", ")),
-                "pass --yes to replace them (a copy of the current file is kept beside it), or --to ANOTHER_FILE",
-            ));
-        }
-        report.safety_copies.push(safety_copy(&conn, target)?.display().to_string());
+    if !clashes.is_empty() && !req.yes {
+        let names: Vec<&str> = clashes.iter().map(|(_, name)| name.as_str()).collect();
+        return Err(SourceError::with_hint(
+            format!("{}: already has {}; not replacing", target.display(), names.join(", ")),
+            "pass --yes to replace them (a copy of the current file is kept beside it), or --to ANOTHER_FILE",
+        ));
     }
+    let copy = if clashes.is_empty() { None } else { Some(safety_copy(&conn, target)?) };
+    let restored = replace(&mut conn, target, &chosen, &clashes).inspect_err(|_| {
+        // Nothing was replaced: the copy is not needed.
+        copy.iter().for_each(|c| remove_db_files(c));
+    })?;
+    let safety_copies = copy.iter().map(|c| c.display().to_string()).collect();
+    Ok(RestoreReport { restored, safety_copies, warnings: Vec::new() })
+}
+
+/// In one transaction: drop the `clashes`, and copy the `chosen` tables. Returns report lines.
+fn replace(
+    conn: &mut Connection,
+    target: &Path,
+    chosen: &[Table],
+    clashes: &[(String, String)],
+) -> Result<Vec<String>, SourceError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| sql_error(target, "cannot begin a write transaction", e))?;
-    for table in &chosen {
+    let mut lines = Vec::new();
+    for table in chosen {
         let clash = clashes.iter().find(|(_, name)| name.eq_ignore_ascii_case(&table.name));
         if let Some((kind, name)) = clash {
             tx.execute_batch(&format!("DROP {kind} main.{}", quote(name)))
                 .map_err(|e| sql_error(target, &format!("cannot drop {kind} {name}"), e))?;
         }
         let line = copy_table(&tx, table).map_err(|e| sql_error(target, &format!("table {}", table.name), e))?;
-        report.restored.push(format!("{}: {line}", target.display()));
+        lines.push(format!("{}: {line}", target.display()));
     }
     tx.commit().map_err(|e| sql_error(target, "cannot commit", e))?;
-    Ok(report)
+    Ok(lines)
 }
 
 /// Open the target database, creating it (and its directory) if missing.
