@@ -106,7 +106,7 @@ c.execute('UPDATE events SET amount = amount + 1 WHERE id BETWEEN 500001 AND 510
 setup_mysql() { # ~100 MB dump: 1,000,000 rows
     mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $db; CREATE TABLE $db.events(
         id INT PRIMARY KEY, kind VARCHAR(16), payload VARCHAR(200), amount INT) ENGINE=InnoDB;
-        INSERT INTO $db.events SELECT seq, CONCAT('kind', seq % 17), CONCAT(SHA2(seq, 256), '-', REPEAT(seq, 3)), seq % 1000
+        USE $db; INSERT INTO events SELECT seq, CONCAT('kind', seq % 17), CONCAT(SHA2(seq, 256), '-', REPEAT(seq, 3)), seq % 1000
         FROM seq_1_to_1000000;"
 }
 change_mysql() {

@@ -129,11 +129,9 @@ pub fn run_into(
 
 /// The newest snapshot of this job from this host: the parent of the next one.
 pub fn latest_of_job(repo: &Repository, job: &str, host: &str) -> Result<Option<(Id, Snapshot)>> {
-    Ok(repo
-        .snapshots()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.job.as_deref() == Some(job) && s.host == host && !s.tags.iter().any(|t| t == "pre-restore")))
+    Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+        s.job.as_deref() == Some(job) && s.host == host && !s.tags.iter().any(|t| t == crate::commands::PRE_RESTORE)
+    }))
 }
 
 /// Capture every source, `concurrency` at a time; each has its own writer. A repository

@@ -11,7 +11,7 @@ use crate::settings;
 
 pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
     let repo = settings::open(global)?;
-    let (_, snap) = repo.find_snapshot(&args.snapshot)?;
+    let (_, snap) = super::find_snapshot(&repo, &args.snapshot, None)?;
     let prefix = args.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
     let mut rows = Vec::new();
     for source in &snap.sources {

@@ -31,16 +31,25 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// A snapshot by id prefix or `latest`; with `job`, only that job's snapshots are candidates.
+/// `latest` never names a safety copy taken by a restore (tag `pre-restore`): restoring
+/// "latest" twice must restore the same backup; safety copies are named by their id.
 fn find_snapshot(repo: &Repository, spec: &str, job: Option<&str>) -> Result<(Id, Snapshot)> {
-    let Some(job) = job else { return Ok(repo.find_snapshot(spec)?) };
-    let candidates: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| s.job.as_deref() == Some(job)).collect();
-    if candidates.is_empty() {
+    let candidates: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| job.is_none_or(|j| s.job.as_deref() == Some(j)))
+        .filter(|(_, s)| spec != "latest" || !s.tags.iter().any(|t| t == PRE_RESTORE))
+        .collect();
+    if let (Some(job), true) = (job, candidates.is_empty()) {
         anyhow::bail!(
             "no snapshot of job {job:?} in this repository\nhint: `cairn snapshots` lists them with their jobs"
         );
     }
     Ok(Repository::resolve(&candidates, spec)?)
 }
+
+/// The tag of safety copies a restore takes before replacing live data.
+pub const PRE_RESTORE: &str = "pre-restore";
 
 /// Print JSON to stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

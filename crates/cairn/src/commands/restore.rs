@@ -264,7 +264,7 @@ impl SafetyCopy for PreRestore<'_> {
             host: settings::hostname(),
             username: std::env::var("USER").unwrap_or_default(),
             job: self.snap.job.clone(),
-            tags: vec!["pre-restore".to_string()],
+            tags: vec![super::PRE_RESTORE.to_string()],
             paths: vec![self.source.name.clone()],
             parent: None,
             sources: vec![SourceEntry {

@@ -278,7 +278,7 @@ impl Config {
 
     /// A path from the file, resolved against the file's directory.
     pub fn path(&self, text: &str) -> PathBuf {
-        resolve_path(&self.dir, text)
+        cairn_sources::files::normalize(&resolve_path(&self.dir, text))
     }
 
     /// Chunk parameters of a source: its `chunk_size`, else the job's `chunking` for its
