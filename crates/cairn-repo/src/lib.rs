@@ -18,6 +18,7 @@ pub mod keyslot;
 pub mod pack;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;

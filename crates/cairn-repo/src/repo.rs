@@ -244,6 +244,11 @@ impl Repository {
         Ok(snap)
     }
 
+    /// Remove a snapshot manifest (`cairn forget`). The data it used stays until prune.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        Ok(self.storage.delete(&format!("snapshots/{}", id.to_hex()))?)
+    }
+
     /// Ids of all snapshots, unordered.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
         let mut ids = Vec::new();

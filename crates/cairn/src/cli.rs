@@ -52,6 +52,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the repository's integrity
     Check(CheckArgs),
+    /// Remove snapshots by retention policy (or by id); --dry-run shows the plan
+    Forget(ForgetArgs),
     /// Manage the passwords and key files that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
@@ -188,6 +190,52 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub yes: bool,
     /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Remove exactly these snapshots (ids or unique prefixes) instead of applying a policy
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within this time of the group's newest, e.g. 30d, 2w, 12h
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Only snapshots of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only snapshots of this host
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Group snapshots by these, comma-separated: host, job, tags
+    #[arg(long, default_value = "host,job", value_name = "FIELDS")]
+    pub group_by: String,
+    /// Show what would be kept and removed, and why, without removing anything
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
 }

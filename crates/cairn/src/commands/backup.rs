@@ -91,6 +91,16 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
                 let progress = Progress::new(global.quiet || args.json, global.quiet, None);
                 let result = jobs::run_into(config, name, job, (&target.name, &repo, compression), &options, &progress);
                 progress.finish();
+                if job.auto_forget == Some(true) && result.snapshot.is_some() {
+                    let host = job.host.clone().unwrap_or_else(settings::hostname);
+                    match super::forget::after_backup(&repo, config, name, &host) {
+                        Ok(n) if n > 0 && !global.quiet && !args.json => {
+                            eprintln!("job {name}: retention removed {n} snapshot(s)")
+                        }
+                        Ok(_) => {}
+                        Err(e) => eprintln!("warning: job {name}: applying retention failed: {e:#}"),
+                    }
+                }
                 job_results.push(result);
             }
         }

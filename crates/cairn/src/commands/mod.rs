@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+pub mod forget;
 mod init;
 mod key;
 mod ls;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => ls::run(g, &args),
         Command::Restore(args) => restore::run(g, &args),
         Command::Check(args) => check::run(g, &args),
+        Command::Forget(args) => forget::run(g, &args),
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),

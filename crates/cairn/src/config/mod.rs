@@ -187,6 +187,12 @@ impl Config {
                 );
             }
         }
+        if job.retention.as_ref().is_some_and(|r| Config::policy(r).is_none_or(|p| p.is_empty())) {
+            bail!("{}: job {job_name}: retention keeps nothing; set at least one of last, hourly, daily, weekly, monthly, yearly, within, tags", at(None));
+        }
+        if job.auto_forget == Some(true) && job.retention.is_none() {
+            bail!("{}: job {job_name}: auto_forget needs a retention policy", at(None));
+        }
         if let Some(within) = job.retention.as_ref().and_then(|r| r.within.as_deref()) {
             if parse_duration(within).is_none() {
                 bail!(
@@ -279,6 +285,25 @@ impl Config {
     /// A path from the file, resolved against the file's directory.
     pub fn path(&self, text: &str) -> PathBuf {
         cairn_sources::files::normalize(&resolve_path(&self.dir, text))
+    }
+
+    /// The retention policy of a job's `retention` table (`None` if `within` is unreadable,
+    /// which `check` has already reported).
+    pub fn policy(r: &model::Retention) -> Option<cairn_repo::retention::Policy> {
+        let within = match &r.within {
+            Some(w) => Some(parse_duration(w)?),
+            None => None,
+        };
+        Some(cairn_repo::retention::Policy {
+            last: r.last,
+            hourly: r.hourly,
+            daily: r.daily,
+            weekly: r.weekly,
+            monthly: r.monthly,
+            yearly: r.yearly,
+            within,
+            tags: r.tags.clone(),
+        })
     }
 
     /// Chunk parameters of a source: its `chunk_size`, else the job's `chunking` for its

@@ -99,6 +99,9 @@ pub struct JobConfig {
     pub schedule: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Apply `retention` (`cairn forget`) after each backup of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_forget: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
     /// Average chunk size per source kind, e.g. `{ files = "1MiB", postgres = "64KiB" }`.
@@ -112,7 +115,7 @@ pub struct JobConfig {
     pub host: Option<String>,
 }
 
-/// How many snapshots of each period to keep (applied by `cairn forget`, a later feature).
+/// How many snapshots of each period to keep (`cairn forget`; docs/retention.md).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
