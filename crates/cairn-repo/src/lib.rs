@@ -21,6 +21,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod tree;
+pub mod verification;
 pub mod writer;
 
 pub use chunker::ChunkParams;

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod streams;
 pub mod tool;
+pub mod verify;
 
 use cairn_repo::{ChunkParams, Id, RepoError, Repository, SaveError, SourceEntry, SourceStats, Writer};
 

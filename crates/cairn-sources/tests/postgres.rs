@@ -590,3 +590,25 @@ fn a_role_that_may_not_read_passwords_still_gets_its_globals() {
     assert_eq!(entry.metadata["globals"], "globals.sql");
     assert!(entry.warnings.iter().any(|w| w.contains("no role passwords")), "{:?}", entry.warnings);
 }
+
+#[test]
+fn verify_proves_row_counts_in_a_scratch_database_and_names_a_mismatch() {
+    let db = TestDb::create("_verify");
+    psql(&db.0, "CREATE TABLE a (x int); INSERT INTO a SELECT generate_series(1, 50); CREATE SCHEMA s; CREATE TABLE s.b (y int);");
+    let repo = repo();
+    let entry = backup(&repo, &source(&[&db.0])).unwrap();
+    let scratch_left = || psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'");
+
+    let verdict = source(&[]).verify(&repo, &entry).unwrap();
+    assert!(verdict.ok(), "{:?}", verdict.problems);
+    assert_eq!(verdict.checks, 2);
+    assert!(verdict.scratch.starts_with("cairn_verify_"), "{verdict:?}");
+    assert_eq!(scratch_left().trim(), "0", "the scratch database is dropped");
+
+    let mut wrong = entry.clone();
+    let tables = wrong.metadata["databases"][0]["tables"].as_array_mut().unwrap();
+    tables.iter_mut().find(|t| t["name"] == "public.a").unwrap()["rows"] = serde_json::json!(49);
+    let verdict = source(&[]).verify(&repo, &wrong).unwrap();
+    assert_eq!(verdict.problems, [format!("database {} table public.a rows: recorded 49, restored copy has 50", db.0)]);
+    assert_eq!(scratch_left().trim(), "0");
+}

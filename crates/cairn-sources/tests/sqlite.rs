@@ -452,3 +452,25 @@ fn a_table_restore_that_fails_midway_changes_nothing() {
     assert_eq!(query_i64(&target, "SELECT count(*) FROM items"), 1);
     assert_eq!(query_i64(&target, "SELECT count(*) FROM pragma_table_info('items')"), 1);
 }
+
+#[test]
+fn verify_proves_a_capture_and_names_a_wrong_row_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    make_items(&path, true, 300);
+    let repo = repo();
+    let entry = capture(&repo, &path, false).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let verdict = sqlite::verify(&repo, &entry, scratch.path()).unwrap();
+    assert!(verdict.ok(), "{:?}", verdict.problems);
+    assert!(verdict.checks >= 4, "integrity, pages and both tables: {verdict:?}");
+    assert!(names(scratch.path()).is_empty(), "the scratch file is removed");
+
+    // A count that does not match the restored copy is named, with both figures.
+    let mut wrong = entry.clone();
+    let tables = wrong.metadata.get_mut("tables").unwrap().as_array_mut().unwrap();
+    let items = tables.iter_mut().find(|t| t["name"] == "items").unwrap();
+    items["rows"] = serde_json::json!(301);
+    let verdict = sqlite::verify(&repo, &wrong, scratch.path()).unwrap();
+    assert_eq!(verdict.problems, ["table items rows: recorded 301, restored copy has 300"]);
+}

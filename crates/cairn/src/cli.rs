@@ -54,6 +54,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove snapshots by retention policy (or by id); --dry-run shows the plan
     Forget(ForgetArgs),
+    /// Restore a snapshot into scratch targets and prove it matches what was recorded
+    Verify(VerifyArgs),
     /// Manage the passwords and key files that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
@@ -190,6 +192,27 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub yes: bool,
     /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Snapshot id (or a unique prefix), or 'latest' (the default)
+    pub snapshot: Option<String>,
+    /// The newest snapshot (of --job, if given)
+    #[arg(long, conflicts_with = "snapshot")]
+    pub latest: bool,
+    /// With 'latest': the newest snapshot of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this source of the snapshot
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Where scratch folders and SQLite files go (default: the system temp directory)
+    #[arg(long, value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+    /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
 }

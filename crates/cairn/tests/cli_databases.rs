@@ -315,3 +315,85 @@ path = "missing.db"
     let out = Cairn::new(app.root.join("repo")).expect_code(1, &["restore", "latest", "--source", "pg", "--to", "x"]);
     assert!(stderr(&out).contains("--raw"), "{}", describe(&out));
 }
+
+#[test]
+fn verify_restores_every_source_into_scratch_targets_and_records_the_result() {
+    let app = App::new("\n[[jobs.app.sources]]\nname = \"files\"\ntype = \"files\"\npath = \"password\"\n");
+    let cairn = app.cairn();
+    cairn.init();
+    cairn.ok(&["backup", "app"]);
+    let out = cairn.ok(&["verify", "--job", "app", "--latest"]);
+    let text = stdout(&out);
+    for name in ["notes", "pg", "my", "files"] {
+        assert!(text.lines().any(|l| l.starts_with(name) && l.contains(" ok ")), "{name}: {text}");
+    }
+    assert!(text.contains("verified: every source restored"), "{text}");
+    // Recorded in the repository, shown by `snapshots`.
+    let snap = &cairn.snapshots()[0];
+    assert_eq!(snap["verified"]["ok"], true, "{snap}");
+    assert!(stdout(&cairn.ok(&["snapshots"])).contains("ok 20"), "the verified column shows the proof");
+    // No scratch target is left behind.
+    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'"), "0");
+    assert_eq!(
+        mariadb("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'cairn_verify_%'"),
+        "0"
+    );
+    let json = common::json(&cairn.ok(&["verify", "--source", "pg", "--json"]));
+    assert_eq!(json["ok"], true);
+    assert!(json["sources"][0]["checks"].as_u64().unwrap() >= 2, "{json}");
+}
+
+#[test]
+fn verify_fails_loudly_on_a_damaged_repository() {
+    let app = App::new("");
+    let cairn = app.cairn();
+    cairn.init();
+    cairn.ok(&["backup", "app"]);
+    // Flip a byte in the middle of every data pack.
+    for entry in walkdir(&app.root.join("repo/packs")) {
+        let mut bytes = fs::read(&entry).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        fs::write(&entry, bytes).unwrap();
+    }
+    let out = cairn.expect_code(1, &["verify"]);
+    assert!(stdout(&out).contains("FAILED") && stderr(&out).contains("did NOT verify"), "{}", describe(&out));
+    assert_eq!(cairn.snapshots()[0]["verified"]["ok"], false);
+    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'"), "0");
+}
+
+#[test]
+fn an_interrupted_verify_drops_its_scratch_database() {
+    let app = App::new("");
+    // Enough rows that restoring takes a moment.
+    psql(&app.pg, "INSERT INTO accounts SELECT i, repeat('x', 200), i FROM generate_series(1001, 400000) i");
+    let cairn = app.cairn();
+    cairn.init();
+    cairn.ok(&["backup", "app"]);
+    let mut child = cairn.command(&["verify", "--source", "pg"]).spawn().unwrap();
+    let scratch_exists =
+        || psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'") != "0";
+    let started = std::time::Instant::now();
+    while !scratch_exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(scratch_exists(), "the scratch database appeared");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!scratch_exists(), "the scratch database is dropped on SIGTERM");
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

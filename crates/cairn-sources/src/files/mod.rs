@@ -9,10 +9,12 @@
 mod backup;
 mod restore;
 mod select;
+mod verify;
 
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
 pub use select::Patterns;
+pub use verify::verify;
 
 use std::path::PathBuf;
 

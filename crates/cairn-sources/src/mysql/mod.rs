@@ -26,6 +26,7 @@ mod capture;
 mod client;
 mod dump;
 mod restore;
+mod verify;
 
 use std::path::PathBuf;
 

@@ -38,7 +38,7 @@ SELECT pg_database_size(current_database());",
 
 /// One `SELECT count(*)` per user table, run by psql's `\gexec`; each prints one JSON line.
 /// Plain tables are counted `ONLY` (without inheriting children), as `pg_dump` dumps them.
-const COUNT_TABLES: &str = r"SELECT format(
+pub(super) const COUNT_TABLES: &str = r"SELECT format(
     'SELECT json_build_object(''schema'', %L, ''table'', %L, ''bytes'', %s, ''rows'', count(*)) FROM %s%I.%I',
     n.nspname, c.relname, pg_total_relation_size(c.oid),
     CASE WHEN c.relkind = 'r' THEN 'ONLY ' ELSE '' END, n.nspname, c.relname)

@@ -307,7 +307,7 @@ fn pick_tables<'m>(db: &'m DatabaseMeta, wanted: &[String]) -> Result<Vec<&'m Ta
 }
 
 /// `name` as an SQL identifier.
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -63,6 +63,7 @@
 mod backup;
 mod restore;
 mod tables;
+mod verify;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::SourceError;
 
 pub use restore::restore;
+pub use verify::verify;
 
 /// Name of the page stream in a capture.
 pub const STREAM: &str = "database.sqlite";

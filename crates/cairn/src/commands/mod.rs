@@ -10,6 +10,7 @@ mod ls;
 mod restore;
 mod show;
 mod snapshots;
+mod verify;
 
 use anyhow::Result;
 use cairn_repo::{Id, Repository, Snapshot};
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => restore::run(g, &args),
         Command::Check(args) => check::run(g, &args),
         Command::Forget(args) => forget::run(g, &args),
+        Command::Verify(args) => verify::run(g, &args),
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),

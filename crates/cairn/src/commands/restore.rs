@@ -210,7 +210,7 @@ fn restore_database(
 
 /// The connection settings of a server source come from the config file: the snapshot
 /// records what was captured, never how to log in.
-fn server_adapter(config: Option<&Config>, snap: &Snapshot, source: &SourceEntry) -> Result<Adapter> {
+pub(super) fn server_adapter(config: Option<&Config>, snap: &Snapshot, source: &SourceEntry) -> Result<Adapter> {
     let hint = format!(
         "restoring a {} source needs its connection settings from the config file (job {:?}, source {:?}); \
          `--raw --to DIR` extracts the dump files without them",

@@ -17,6 +17,11 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
         .filter(|(_, s)| args.tags.iter().all(|t| s.tags.contains(t)))
         .filter(|(_, s)| args.job.as_ref().is_none_or(|j| s.job.as_ref() == Some(j)))
         .collect();
+    // The newest verification of each snapshot.
+    let mut verified = std::collections::HashMap::new();
+    for v in repo.verifications()? {
+        verified.insert(v.snapshot, v);
+    }
     if args.json {
         let list: Vec<_> = snapshots
             .iter()
@@ -24,6 +29,9 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
                 let mut v = serde_json::to_value(s).expect("snapshots serialise");
                 v["id"] = json!(id.to_hex());
                 v["short_id"] = json!(id.short());
+                if let Some(check) = verified.get(id) {
+                    v["verified"] = json!({"time": check.time, "ok": check.ok});
+                }
                 v
             })
             .collect();
@@ -36,8 +44,8 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  sources",
-        "id", "time", "host", "job", "status", "size", "added", "tags"
+        "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {:<18}  sources",
+        "id", "time", "host", "job", "status", "size", "added", "tags", "verified"
     );
     for (id, s) in &snapshots {
         let t = s.totals();
@@ -62,8 +70,16 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
+        // When the snapshot was last proven restorable by `cairn verify`, and the verdict.
+        let proof = verified.get(id).map_or_else(
+            || "-".to_string(),
+            |v| {
+                let when = v.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M");
+                format!("{} {when}", if v.ok { "ok" } else { "FAILED" })
+            },
+        );
         println!(
-            "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {}",
+            "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {:<18}  {}",
             id.short(),
             s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
             s.host,
@@ -72,6 +88,7 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
             output::bytes(t.total_bytes),
             output::bytes(t.bytes_added),
             s.tags.join(","),
+            proof,
             sources
         );
     }
