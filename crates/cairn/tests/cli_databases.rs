@@ -397,3 +397,25 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_backup_killed_while_dumping_leaves_a_valid_repository() {
+    let app = App::new("");
+    psql(
+        &app.pg,
+        "INSERT INTO accounts SELECT i, md5(i::text) || repeat('y', 300), i FROM generate_series(1001, 300000) i",
+    );
+    let cairn = app.cairn();
+    cairn.init();
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = cairn.command(&["backup", "app"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        cairn.ok(&["check", "--read-data"]);
+    }
+    cairn.ok(&["backup", "app"]);
+    cairn.ok(&["verify", "--source", "pg"]);
+    // The database being backed up is untouched.
+    assert_eq!(psql(&app.pg, "SELECT count(*) FROM accounts"), "300000");
+}
