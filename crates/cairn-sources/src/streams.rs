@@ -79,6 +79,23 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// A stream name for `name` (a database, say) with `extension`: a plain file name whatever
+/// `name` holds, since `%`, `/` and a leading `.` are escaped as `%25`, `%2F`, `%2E`.
+pub fn file_name(name: &str, extension: &str) -> String {
+    let mut out = String::with_capacity(name.len() + extension.len() + 1);
+    for (i, c) in name.chars().enumerate() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '.' if i == 0 => out.push_str("%2E"),
+            c => out.push(c),
+        }
+    }
+    out.push('.');
+    out.push_str(extension);
+    out
+}
+
 /// The streams of a capture, by name.
 pub fn list(repo: &Repository, root: Id) -> Result<Vec<Node>, SourceError> {
     let tree = repo.load_tree(&root)?;

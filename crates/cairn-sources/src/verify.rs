@@ -61,6 +61,25 @@ pub fn recorded_rows(tables: Option<&serde_json::Value>) -> BTreeMap<String, u64
         .collect()
 }
 
+/// The restore of `entry` (its `databases`, all when empty) into the scratch target `to`.
+pub fn scratch_request<'a>(
+    repo: &'a cairn_repo::Repository,
+    entry: &'a cairn_repo::SourceEntry,
+    to: String,
+    databases: Vec<String>,
+) -> crate::RestoreRequest<'a> {
+    crate::RestoreRequest {
+        repo,
+        entry,
+        to: Some(to),
+        databases,
+        tables: Vec::new(),
+        yes: false,
+        safety: &NoSafetyCopy,
+        progress: &(),
+    }
+}
+
 /// A restore into a scratch target replaces nothing, so it never needs a safety copy.
 pub struct NoSafetyCopy;
 

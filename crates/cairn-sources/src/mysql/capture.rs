@@ -95,20 +95,9 @@ fn capture_one(
     Ok((entry, warnings))
 }
 
-/// The stream of a database's dump: `<name>.sql`, with `%`, `/` and a leading `.` escaped
-/// as `%25`, `%2F`, `%2E` (stream names are file names).
+/// The stream of a database's dump: `<name>.sql` (see [`streams::file_name`]).
 pub(super) fn stream_name(database: &str) -> String {
-    let mut name = String::with_capacity(database.len() + 4);
-    for (i, c) in database.chars().enumerate() {
-        match c {
-            '%' => name.push_str("%25"),
-            '/' => name.push_str("%2F"),
-            '.' if i == 0 => name.push_str("%2E"),
-            c => name.push(c),
-        }
-    }
-    name.push_str(".sql");
-    name
+    crate::streams::file_name(database, "sql")
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use cairn_repo::{Repository, SourceEntry};
 use super::client::{identifier, Server};
 use super::MysqlSource;
 use crate::tool::write_error;
-use crate::verify::{recorded_rows, scratch, NoSafetyCopy, Verdict};
-use crate::{RestoreRequest, SourceError};
+use crate::verify::{recorded_rows, scratch, scratch_request, Verdict};
+use crate::SourceError;
 
 impl MysqlSource {
     /// Restore every captured database into a scratch database and prove its row counts.
@@ -35,17 +35,7 @@ impl MysqlSource {
                     drop_tool.write_stdin(|w| w.write_all(drop_sql.as_bytes()).map_err(|e| write_error("mysql", &e)));
             });
             let started = Instant::now();
-            let request = RestoreRequest {
-                repo,
-                entry,
-                to: Some(name.clone()),
-                databases: vec![original.to_string()],
-                tables: Vec::new(),
-                yes: false,
-                safety: &NoSafetyCopy,
-                progress: &(),
-            };
-            self.restore(&request)?;
+            self.restore(&scratch_request(repo, entry, name.clone(), vec![original.to_string()]))?;
             verdict.restore_secs += started.elapsed().as_secs_f64();
             for (table, rows) in recorded_rows(db.get("tables")) {
                 let sql = format!("SELECT COUNT(*) FROM {}.{}", identifier(&name), identifier(&table));

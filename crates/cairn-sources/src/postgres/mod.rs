@@ -144,20 +144,9 @@ fn decode(text: &str, what: &str) -> Result<String, SourceError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
-/// The stream name of a database's dump: a plain file name whatever the database is called
-/// (`/` and a leading `.` are escaped like `%` itself, as `%XX`).
+/// The stream name of a database's dump: `<name>.pgdump` (see [`crate::streams::file_name`]).
 fn stream_name(database: &str) -> String {
-    let mut name = String::with_capacity(database.len() + 7);
-    for (i, c) in database.chars().enumerate() {
-        match c {
-            '%' => name.push_str("%25"),
-            '/' => name.push_str("%2F"),
-            '.' if i == 0 => name.push_str("%2E"),
-            c => name.push(c),
-        }
-    }
-    name.push_str(".pgdump");
-    name
+    crate::streams::file_name(database, "pgdump")
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use super::client::Client;
 use super::restore::quote_ident;
 use super::PostgresSource;
 use crate::tool::write_error;
-use crate::verify::{scratch, NoSafetyCopy, Verdict};
-use crate::{RestoreRequest, SourceError};
+use crate::verify::{scratch, scratch_request, Verdict};
+use crate::SourceError;
 
 impl PostgresSource {
     /// Restore every captured database into a scratch database and prove its row counts.
@@ -40,17 +40,7 @@ impl PostgresSource {
                 let _ = drop_it.output();
             });
             let started = Instant::now();
-            let request = RestoreRequest {
-                repo,
-                entry,
-                to: Some(name.clone()),
-                databases: vec![db.name.clone()],
-                tables: Vec::new(),
-                yes: false,
-                safety: &NoSafetyCopy,
-                progress: &(),
-            };
-            self.restore(&request)?;
+            self.restore(&scratch_request(repo, entry, name.clone(), vec![db.name.clone()]))?;
             verdict.restore_secs += started.elapsed().as_secs_f64();
             compare_counts(&client, db, &name, &mut verdict)?;
             scratches.push(name);

@@ -7,8 +7,8 @@ use std::time::Instant;
 use cairn_repo::{Repository, SourceEntry};
 
 use super::{integrity_check, open_existing, quote, remove_db_files, restore};
-use crate::verify::{recorded_rows, scratch, NoSafetyCopy, Verdict};
-use crate::{RestoreRequest, SourceError};
+use crate::verify::{recorded_rows, scratch, scratch_request, Verdict};
+use crate::SourceError;
 
 /// Restore `entry` into `scratch_dir/verify.db`, prove it, and remove it again.
 pub fn verify(repo: &Repository, entry: &SourceEntry, scratch_dir: &Path) -> Result<Verdict, SourceError> {
@@ -18,17 +18,7 @@ pub fn verify(repo: &Repository, entry: &SourceEntry, scratch_dir: &Path) -> Res
         scratch::register(&target.display().to_string(), move || remove_db_files(&target))
     };
     let started = Instant::now();
-    let request = RestoreRequest {
-        repo,
-        entry,
-        to: Some(target.display().to_string()),
-        databases: Vec::new(),
-        tables: Vec::new(),
-        yes: false,
-        safety: &NoSafetyCopy,
-        progress: &(),
-    };
-    restore(&request)?;
+    restore(&scratch_request(repo, entry, target.display().to_string(), Vec::new()))?;
     let mut verdict = Verdict { scratch: target.display().to_string(), ..Verdict::default() };
     verdict.restore_secs = started.elapsed().as_secs_f64();
 
