@@ -141,6 +141,40 @@ impl Config {
                 bail!("{}: repository {name}: compression {level} is out of range 0..=19", at(line));
             }
         }
+        for (name, notifier) in &file.notifiers {
+            let line = find_line(text, &[&format!("[notifiers.{name}]")], None);
+            let allowed = notifier.kind.keys();
+            if let Some(key) = notifier.keys_set().into_iter().find(|k| !allowed.contains(k)) {
+                bail!(
+                    "{}: notifier {name}: key `{key}` does not apply to {} notifiers (they take: {})",
+                    at(find_line(text, &[&format!("[notifiers.{name}]")], Some((0, Some(key))))),
+                    notifier.kind.name(),
+                    allowed.join(", ")
+                );
+            }
+            let set = notifier.keys_set();
+            if let Some(key) = notifier.kind.required().iter().find(|k| !set.contains(k)) {
+                bail!("{}: notifier {name}: `{key}` is missing", at(line));
+            }
+            if notifier.password.is_some() && notifier.password_file.is_some() {
+                bail!("{}: notifier {name}: give either password or password_file", at(line));
+            }
+            if notifier.priority.is_some_and(|p| !(1..=5).contains(&p)) {
+                bail!("{}: notifier {name}: priority must be 1 (min) to 5 (max)", at(line));
+            }
+        }
+        if let Some(daemon) = &file.daemon {
+            let line = find_line(text, &["[daemon]"], None);
+            if let Some(t) = daemon.shutdown_timeout.as_deref().filter(|t| parse_interval(t).is_none()) {
+                bail!("{}: daemon.shutdown_timeout {t:?}: write it like \"90s\", \"5m\" or \"1h\"", at(line));
+            }
+            if daemon.max_concurrent_jobs == Some(0) {
+                bail!("{}: daemon.max_concurrent_jobs must be at least 1", at(line));
+            }
+            for cron in &daemon.prune_schedule {
+                check_cron(cron).map_err(|e| anyhow!("{}: daemon.prune_schedule {cron:?}: {e}", at(line)))?;
+            }
+        }
         for (job_name, job) in &file.jobs {
             self.check_job(text, job_name, job)?;
         }
@@ -180,10 +214,26 @@ impl Config {
             bail!("{}: job {job_name}: concurrency must be at least 1", at(None));
         }
         for cron in &job.schedule {
-            if cron.split_whitespace().count() != 5 {
+            check_cron(cron).map_err(|e| anyhow!("{}: job {job_name}: schedule {cron:?}: {e}", at(None)))?;
+        }
+        for (key, value) in [
+            ("jitter", &job.jitter),
+            ("debounce", &job.debounce),
+            ("cooldown", &job.cooldown),
+            ("stale_after", &job.stale_after),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| parse_interval(v).is_none()) {
+                bail!("{}: job {job_name}: {key} {v:?}: write it like \"30s\", \"5m\", \"2h\" or \"1d\"", at(None));
+            }
+        }
+        for rule in &job.notify {
+            if !self.file.notifiers.contains_key(&rule.notifier) {
+                let names: Vec<&str> = self.file.notifiers.keys().map(String::as_str).collect();
                 bail!(
-                    "{}: job {job_name}: schedule {cron:?} is not a cron expression (minute hour day month weekday)",
-                    at(None)
+                    "{}: job {job_name}: no notifier named {:?} (there are: {})",
+                    at(None),
+                    rule.notifier,
+                    if names.is_empty() { "none; add a [notifiers.NAME] table".to_string() } else { names.join(", ") }
                 );
             }
         }
@@ -335,7 +385,31 @@ fn check_chunk_size(size: u64) -> Result<(), String> {
         .ok_or_else(|| "must be a power of two from 4KiB to 8MiB".to_string())
 }
 
-/// `30d`, `2w`, `12h`, `6m` (months), `1y`.
+/// Is `cron` a cron expression (five fields: minute hour day-of-month month weekday)?
+fn check_cron(cron: &str) -> Result<(), String> {
+    if cron.split_whitespace().count() != 5 {
+        return Err("not a cron expression (minute hour day month weekday)".into());
+    }
+    Ok(())
+}
+
+/// A daemon interval: `90s`, `5m` (minutes), `2h`, `1d`, or a number of seconds.
+pub fn parse_interval(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
+/// Retention periods: `30d`, `2w`, `12h`, `6m` (months, as in restic), `1y`.
 pub fn parse_duration(text: &str) -> Option<chrono::Duration> {
     let text = text.trim();
     let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
@@ -462,6 +536,38 @@ exclude = ["__pycache__", ".git", ".venv", "*.log"]
         let err =
             load_text(&GOOD.replace("/var/backups/cairn", "${CAIRN_TEST_UNSET_VARIABLE}")).unwrap_err().to_string();
         assert!(err.starts_with("cairn.toml:3:") && err.contains("CAIRN_TEST_UNSET_VARIABLE"), "{err}");
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("90s"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_interval("5m"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(parse_interval("2h"), Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(parse_interval("45"), Some(std::time::Duration::from_secs(45)));
+        assert_eq!(parse_interval("2w"), None);
+    }
+
+    #[test]
+    fn notifiers_and_daemon_settings() {
+        let extra = "\n[notifiers.ops]\ntype = \"ntfy\"\nurl = \"https://ntfy.example/backups\"\npriority = 4\n\n[daemon]\nmax_concurrent_jobs = 2\n";
+        let with_rule = GOOD.replace(
+            "tags      = [\"prod\"]",
+            "tags = [\"prod\"]\nnotify = [{ notifier = \"ops\", on = [\"failure\", \"stale\"] }]\njitter = \"5m\"",
+        );
+        let config = load_text(&format!("{with_rule}{extra}")).unwrap();
+        assert_eq!(config.job("app").unwrap().notify[0].notifier, "ops");
+        let err = load_text(&format!("{with_rule}{}", extra.replace("priority = 4", "priority = 9")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("priority must be 1"), "{err}");
+        let err = load_text(&format!("{with_rule}{}", extra.replace("priority = 4", "from = \"x@y\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`from` does not apply to ntfy notifiers"), "{err}");
+        let err = load_text(&with_rule).unwrap_err().to_string();
+        assert!(err.contains("no notifier named \"ops\""), "{err}");
+        let err = load_text(&format!("{}{extra}", with_rule.replace("\"5m\"", "\"soon\""))).unwrap_err().to_string();
+        assert!(err.contains("jitter"), "{err}");
     }
 
     #[test]

@@ -61,6 +61,221 @@ pub struct ConfigFile {
     pub repositories: BTreeMap<String, RepositoryConfig>,
     #[serde(default)]
     pub jobs: BTreeMap<String, JobConfig>,
+    /// Settings of `cairn daemon` (schedules, history, logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonConfig>,
+    /// Named notification channels that jobs refer to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notifiers: BTreeMap<String, NotifierConfig>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// IANA zone of the schedules, e.g. "Europe/Berlin" (default: the machine's local time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Jobs running at the same time (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_jobs: Option<usize>,
+    /// Run a job once at start when a scheduled run was missed while the daemon was down
+    /// (default false; a job's own `catch_up` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<bool>,
+    /// How long running jobs may take to finish on SIGTERM before they are cancelled
+    /// (default "5m").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<String>,
+    /// Where the run history and the control socket live (default: $XDG_STATE_HOME/cairn,
+    /// else ~/.local/state/cairn; /var/lib/cairn for root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<Text>,
+    /// Cron expressions of `cairn prune` runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub prune_schedule: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogConfig>,
+}
+
+/// `[daemon.log]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Directory of the log files (default: none, stderr only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<Text>,
+    /// A new file every day or month (default daily).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+    /// Files kept (default 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// error, warn, info (default) or debug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    Daily,
+    Monthly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Notification channel types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    Ntfy,
+    Webhook,
+    Slack,
+    Discord,
+    Email,
+    Healthchecks,
+}
+
+impl NotifierKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifierKind::Ntfy => "ntfy",
+            NotifierKind::Webhook => "webhook",
+            NotifierKind::Slack => "slack",
+            NotifierKind::Discord => "discord",
+            NotifierKind::Email => "email",
+            NotifierKind::Healthchecks => "healthchecks",
+        }
+    }
+
+    /// The keys a notifier of this kind takes besides `type`.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            NotifierKind::Ntfy => &["url", "priority", "tags", "token", "timeout"],
+            NotifierKind::Webhook => &["url", "headers", "timeout"],
+            NotifierKind::Slack | NotifierKind::Discord => &["url", "timeout"],
+            NotifierKind::Email => {
+                &["host", "port", "tls", "username", "password", "password_file", "from", "to", "timeout"]
+            }
+            NotifierKind::Healthchecks => &["url", "timeout"],
+        }
+    }
+
+    /// Keys it cannot do without.
+    pub fn required(self) -> &'static [&'static str] {
+        match self {
+            NotifierKind::Email => &["host", "from", "to"],
+            _ => &["url"],
+        }
+    }
+}
+
+/// `[notifiers.NAME]`: flat, like sources, so that an unknown key has a line number; which
+/// keys apply to which type is checked afterwards ([`NotifierKind::keys`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    #[serde(rename = "type")]
+    pub kind: NotifierKind,
+    /// ntfy topic URL, webhook URL, Slack/Discord webhook URL, health-check ping URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretText>,
+    /// ntfy priority 1 (min) to 5 (max).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// ntfy tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// ntfy access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretText>,
+    /// Extra HTTP headers of a generic webhook.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, SecretText>,
+    /// SMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `starttls` (default, port 587), `tls` (port 465) or `none` (port 25; only to localhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SmtpTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// Seconds one delivery attempt may take (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+impl NotifierConfig {
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut note = |set: bool, key| {
+            if set {
+                keys.push(key);
+            }
+        };
+        note(self.url.is_some(), "url");
+        note(self.priority.is_some(), "priority");
+        note(!self.tags.is_empty(), "tags");
+        note(self.token.is_some(), "token");
+        note(!self.headers.is_empty(), "headers");
+        note(self.host.is_some(), "host");
+        note(self.port.is_some(), "port");
+        note(self.tls.is_some(), "tls");
+        note(self.username.is_some(), "username");
+        note(self.password.is_some(), "password");
+        note(self.password_file.is_some(), "password_file");
+        note(self.from.is_some(), "from");
+        note(!self.to.is_empty(), "to");
+        note(self.timeout.is_some(), "timeout");
+        keys
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+/// Events a job can notify about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyEvent {
+    Start,
+    Success,
+    Partial,
+    Failure,
+    Stale,
+}
+
+/// One entry of a job's `notify`: a notifier and the events it hears about.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRule {
+    pub notifier: String,
+    /// Default: failure, partial and stale (health checks: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<NotifyEvent>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -113,6 +328,28 @@ pub struct JobConfig {
     /// Host name recorded in snapshots (default: this machine's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Random delay before a scheduled run, up to this long (e.g. "5m").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// Paths whose changes trigger a run of the job (the daemon watches them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<Text>,
+    /// Quiet time after the last change before a triggered run starts (default "30s").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<String>,
+    /// Least time between two triggered runs (default "10m").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// Run once at daemon start if a scheduled run was missed (default: `[daemon] catch_up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<bool>,
+    /// Alarm (event `stale`) when the job has not succeeded for this long (default: twice
+    /// the longest gap between its scheduled runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after: Option<String>,
+    /// Who hears about the job's runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyRule>,
 }
 
 /// How many snapshots of each period to keep (`cairn forget`; docs/retention.md).
