@@ -14,6 +14,7 @@ use cairn_repo::ChunkParams;
 pub use model::{
     resolve_path, ConfigFile, Databases, HookCommand, JobConfig, RepositoryConfig, SourceConfig, SourceKind,
 };
+pub use model::{NotifierConfig, NotifierKind, NotifyEvent, NotifyRule, SmtpTls};
 
 use crate::env;
 
