@@ -9,6 +9,9 @@ mod config;
 mod env;
 mod exit;
 mod jobs;
+// Not called yet: `commands/backup.rs` and the daemon will call `notify::deliver`.
+#[allow(dead_code)]
+mod notify;
 mod output;
 mod settings;
 mod sources;
