@@ -260,7 +260,7 @@ fn status_flags_a_job_whose_last_run_failed() {
 #[test]
 fn a_killed_run_shows_as_interrupted() {
     // The before hook holds the run open until the test kills cairn.
-    let p = Project::new(&format!("{APP}\n[jobs.app.hooks]\nbefore = \"sleep 3\"\n"));
+    let p = Project::new(&format!("{APP}\n[jobs.app.hooks]\nbefore = \"sleep 10\"\n"));
     let cairn = p.cairn();
     cairn.init();
     let mut child = cairn.command(&["backup", "app"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
