@@ -15,7 +15,7 @@ bash scripts/services.sh
 
 # Tests use a cheap Argon2 setting through CAIRN_KDF_MEMORY_KIB where they need speed; the
 # suite itself must not depend on anything from the caller's environment.
-unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_KEY_FILE
+unset CAIRN_REPO CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_KEY_FILE CAIRN_STATE_DIR
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 cargo test --workspace --locked "$@"

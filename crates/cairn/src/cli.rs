@@ -56,6 +56,10 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Restore a snapshot into scratch targets and prove it matches what was recorded
     Verify(VerifyArgs),
+    /// List past runs of jobs from the local run history
+    History(HistoryArgs),
+    /// Per job: last run, last success, next run, repository size; exit 4 when one needs attention
+    Status(StatusArgs),
     /// Manage the passwords and key files that unlock the repository
     #[command(subcommand)]
     Key(KeyCommand),
@@ -259,6 +263,43 @@ pub struct ForgetArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Only runs of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only runs started since then: an age (90s, 30m, 12h, 7d), RFC 3339, or
+    /// 'YYYY-MM-DD[ HH:MM[:SS]]' in local time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only runs that ended so (or are running)
+    #[arg(long, value_enum)]
+    pub outcome: Option<OutcomeArg>,
+    /// Only the newest N runs
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print full records as JSON, with per-repository and per-source results
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Outcomes `cairn history --outcome` selects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OutcomeArg {
+    Success,
+    Partial,
+    Failed,
+    Interrupted,
+    Running,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print as JSON
     #[arg(long)]
     pub json: bool,
 }

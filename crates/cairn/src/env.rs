@@ -16,6 +16,10 @@ pub const NEW_PASSWORD: &str = "CAIRN_NEW_PASSWORD";
 pub const KDF_MEMORY_KIB: &str = "CAIRN_KDF_MEMORY_KIB";
 /// Set to disable progress bars even on a terminal.
 pub const NO_PROGRESS: &str = "CAIRN_NO_PROGRESS";
+/// State directory (run history), over `[daemon] state_dir` and the default.
+pub const STATE_DIR: &str = "CAIRN_STATE_DIR";
+/// Set to turn colours off in log lines (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
 
 /// A variable's value, if set and not empty.
 pub fn get(name: &str) -> Option<String> {

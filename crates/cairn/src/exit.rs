@@ -6,6 +6,7 @@
 //! | 1 | error: nothing was done, or the check found problems |
 //! | 2 | wrong command-line usage |
 //! | 3 | partial: done, but some files could not be backed up or restored |
+//! | 4 | `cairn status`: a job is stale, or its last run failed or was interrupted |
 //! | 10 | no repository at the given location |
 //! | 11 | wrong password or key file |
 //! | 130 | interrupted |
@@ -16,6 +17,7 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
+pub const ALARM: u8 = 4;
 pub const NO_REPOSITORY: u8 = 10;
 pub const WRONG_KEY: u8 = 11;
 
@@ -31,10 +33,25 @@ impl std::fmt::Display for Partial {
 
 impl std::error::Error for Partial {}
 
+/// `cairn status` found a job that needs attention; the message says which.
+#[derive(Debug)]
+pub struct Alarm(pub String);
+
+impl std::fmt::Display for Alarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Alarm {}
+
 /// Exit code for an error, and a hint for people where one helps.
 pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     if err.downcast_ref::<Partial>().is_some() {
         return (PARTIAL, None);
+    }
+    if err.downcast_ref::<Alarm>().is_some() {
+        return (ALARM, None);
     }
     for cause in err.chain() {
         if let Some(repo_err) = cause.downcast_ref::<RepoError>() {

@@ -8,7 +8,10 @@ mod commands;
 mod config;
 mod env;
 mod exit;
+mod health;
+mod history;
 mod jobs;
+mod logging;
 // Not called yet: `commands/backup.rs` and the daemon will call `notify::deliver`.
 #[allow(dead_code)]
 mod notify;

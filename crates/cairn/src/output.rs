@@ -37,6 +37,16 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// A span of time in its two largest units: `45s`, `4m 10s`, `5h 02m`, `3d 04h`.
+pub fn span(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 /// Live progress of a long operation: a bar on a terminal, nothing otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -101,5 +111,18 @@ impl cairn_sources::files::Progress for Progress {
             Some(bar) => bar.suspend(|| eprintln!("warning: {message}")),
             None => eprintln!("warning: {message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_show_two_units() {
+        assert_eq!(span(45), "45s");
+        assert_eq!(span(250), "4m 10s");
+        assert_eq!(span(5 * 3600 + 120), "5h 02m");
+        assert_eq!(span(3 * 86_400 + 4 * 3600 + 59), "3d 04h");
     }
 }

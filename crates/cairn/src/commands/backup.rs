@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::cli::{BackupArgs, Global};
 use crate::config::{Config, JobConfig};
 use crate::exit::Partial;
+use crate::history::{self, History, Trigger};
 use crate::jobs::{self, Hook, JobResult, Outcome, RunOptions};
 use crate::output::{self, Progress};
 use crate::settings;
@@ -72,14 +73,18 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         force: args.force,
         tags: args.tags.clone(),
     };
+    let history = open_history(config);
     let mut results = Vec::new();
     for name in names {
         let job = config.job(name)?;
+        // Resolved before the run is recorded: an error here stops the command, not a run.
+        let targets = job_targets(global, config, job)?;
+        let run = history.as_ref().and_then(|h| history_warning(h.record_start(name, Trigger::Manual)));
         let mut job_results = Vec::new();
         if let Err(e) = jobs::run_hook(name, job, Hook::Before, &[]) {
             job_results.push(failed(name, "-", format!("{e:#}")));
         } else {
-            for target in job_targets(global, config, job)? {
+            for target in targets {
                 let repo = match settings::open_target(global, &target) {
                     Ok(repo) => repo,
                     Err(e) => {
@@ -107,6 +112,9 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         if let Err(e) = jobs::run_hook(name, job, Hook::After, &job_results) {
             eprintln!("warning: {e:#}");
         }
+        if let (Some(history), Some(run)) = (&history, run) {
+            history_warning(history.record_finish(run, &job_results));
+        }
         results.extend(job_results);
     }
     report_jobs(global, args, &results)?;
@@ -122,8 +130,17 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
     Ok(())
 }
 
+/// The run history, or `None` after a warning: a backup never fails for its history.
+fn open_history(config: &Config) -> Option<History> {
+    history_warning(History::open(&history::state_dir(Some(config))))
+}
+
+fn history_warning<T>(result: Result<T>) -> Option<T> {
+    result.map_err(|e| eprintln!("warning: run history: {e:#}; this run is not recorded")).ok()
+}
+
 /// The repositories a job writes to: `--repo` if given, else the job's list, else the only one.
-fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
+pub(super) fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
     if global.repo.is_some() || job.repositories.is_empty() {
         return Ok(vec![settings::repo_target(global, Some(config))?]);
     }

@@ -4,12 +4,14 @@ mod backup;
 mod check;
 mod config;
 pub mod forget;
+mod history;
 mod init;
 mod key;
 mod ls;
 mod restore;
 mod show;
 mod snapshots;
+mod status;
 mod verify;
 
 use anyhow::Result;
@@ -31,6 +33,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),
+        Command::History(args) => history::run(g, &args),
+        Command::Status(args) => status::run(g, &args),
     }
 }
 

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use cairn_repo::ChunkParams;
 
 pub use model::{
-    resolve_path, ConfigFile, Databases, HookCommand, JobConfig, RepositoryConfig, SourceConfig, SourceKind,
+    resolve_path, ConfigFile, Databases, HookCommand, JobConfig, LogLevel, RepositoryConfig, Rotation, SourceConfig,
+    SourceKind,
 };
 pub use model::{NotifierConfig, NotifierKind, NotifyEvent, NotifyRule, SmtpTls};
 
@@ -168,6 +169,9 @@ impl Config {
             let line = find_line(text, &["[daemon]"], None);
             if let Some(t) = daemon.shutdown_timeout.as_deref().filter(|t| parse_interval(t).is_none()) {
                 bail!("{}: daemon.shutdown_timeout {t:?}: write it like \"90s\", \"5m\" or \"1h\"", at(line));
+            }
+            if let Some(zone) = daemon.timezone.as_deref().filter(|z| z.parse::<chrono_tz::Tz>().is_err()) {
+                bail!("{}: daemon.timezone {zone:?} is not an IANA zone name such as \"Europe/Berlin\"", at(line));
             }
             if daemon.max_concurrent_jobs == Some(0) {
                 bail!("{}: daemon.max_concurrent_jobs must be at least 1", at(line));
@@ -569,6 +573,10 @@ exclude = ["__pycache__", ".git", ".venv", "*.log"]
         assert!(err.contains("no notifier named \"ops\""), "{err}");
         let err = load_text(&format!("{}{extra}", with_rule.replace("\"5m\"", "\"soon\""))).unwrap_err().to_string();
         assert!(err.contains("jitter"), "{err}");
+        let zone = |z: &str| load_text(&format!("{with_rule}{extra}timezone = \"{z}\"\n"));
+        assert!(zone("Europe/Berlin").is_ok());
+        let err = zone("Mars/Olympus").unwrap_err().to_string();
+        assert!(err.contains("daemon.timezone \"Mars/Olympus\" is not an IANA zone"), "{err}");
     }
 
     #[test]

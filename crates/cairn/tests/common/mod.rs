@@ -29,6 +29,7 @@ pub const CAIRN_VARS: &[&str] = &[
     "CAIRN_NEW_PASSWORD",
     "CAIRN_KDF_MEMORY_KIB",
     "CAIRN_NO_PROGRESS",
+    "CAIRN_STATE_DIR",
 ];
 
 /// The `cairn` binary bound to one repository and password.
@@ -86,6 +87,9 @@ impl Cairn {
         if let Some(p) = &self.password {
             cmd.env("CAIRN_PASSWORD", p);
         }
+        // The run history stays in the test's directory: never the caller's home, nor
+        // /var/lib/cairn when the tests run as root.
+        cmd.env("CAIRN_STATE_DIR", self.state_dir());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -128,6 +132,19 @@ impl Cairn {
                     show_args(args),
                     describe(out)
                 );
+            }
+        }
+    }
+
+    /// The state directory (run history) of the commands: `cairn-state` beside the config
+    /// file, else beside the repository (`REPO.state`); `env` may override it.
+    pub fn state_dir(&self) -> PathBuf {
+        match &self.config {
+            Some(config) => config.with_file_name("cairn-state"),
+            None => {
+                let mut dir = self.repo.clone().into_os_string();
+                dir.push(".state");
+                PathBuf::from(dir)
             }
         }
     }
