@@ -12,6 +12,7 @@ mod jobs;
 mod output;
 mod settings;
 mod sources;
+mod units;
 
 use std::process::ExitCode;
 

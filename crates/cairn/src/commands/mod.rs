@@ -8,6 +8,7 @@ mod init;
 mod key;
 mod ls;
 mod restore;
+pub mod schedule;
 mod show;
 mod snapshots;
 mod verify;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),
+        Command::Schedule(cmd) => schedule::run(g, &cmd),
     }
 }
 
