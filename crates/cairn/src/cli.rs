@@ -66,6 +66,9 @@ pub enum Command {
     /// Check or print the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Install, show or remove systemd timers or crontab lines that run the jobs' schedules
+    #[command(subcommand)]
+    Schedule(crate::commands::schedule::ScheduleCommand),
 }
 
 #[derive(Subcommand, Debug)]

@@ -18,6 +18,7 @@ mod notify;
 mod output;
 mod settings;
 mod sources;
+mod units;
 
 use std::process::ExitCode;
 

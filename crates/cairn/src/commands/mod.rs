@@ -9,6 +9,7 @@ mod init;
 mod key;
 mod ls;
 mod restore;
+pub mod schedule;
 mod show;
 mod snapshots;
 mod status;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(cmd) => config::run(g, &cmd),
         Command::History(args) => history::run(g, &args),
         Command::Status(args) => status::run(g, &args),
+        Command::Schedule(cmd) => schedule::run(g, &cmd),
     }
 }
 
