@@ -16,6 +16,11 @@ pub const NEW_PASSWORD: &str = "CAIRN_NEW_PASSWORD";
 pub const KDF_MEMORY_KIB: &str = "CAIRN_KDF_MEMORY_KIB";
 /// Set to disable progress bars even on a terminal.
 pub const NO_PROGRESS: &str = "CAIRN_NO_PROGRESS";
+/// The daemon's state directory (control socket, state file); `--state-dir`.
+pub const STATE_DIR: &str = "CAIRN_STATE_DIR";
+/// Tests only: a seconds field put in front of every cron expression of the daemon, so
+/// `* * * * *` with `*/2` fires every two seconds. Not for production use.
+pub const CRON_SECONDS: &str = "CAIRN_CRON_SECONDS";
 
 /// A variable's value, if set and not empty.
 pub fn get(name: &str) -> Option<String> {

@@ -6,10 +6,12 @@
 mod cli;
 mod commands;
 mod config;
+mod daemon;
 mod env;
 mod exit;
 mod jobs;
 mod output;
+mod schedule;
 mod settings;
 mod sources;
 

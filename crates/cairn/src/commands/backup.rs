@@ -6,17 +6,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cairn_repo::{ChunkParams, Id, Repository, Snapshot, SourceEntry, SourceStatus, WriterOptions};
-
-/// zstd level when neither `--compression` nor the repository's config sets one.
-const DEFAULT_COMPRESSION: i32 = 2;
 use cairn_sources::files::{self, BackupOptions, Patterns};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Global};
-use crate::config::{Config, JobConfig};
+use crate::config::Config;
 use crate::exit::Partial;
-use crate::jobs::{self, Hook, JobResult, Outcome, RunOptions};
+use crate::jobs::{self, JobResult, Outcome, RunOptions, DEFAULT_COMPRESSION};
 use crate::output::{self, Progress};
 use crate::settings;
 
@@ -71,43 +68,13 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         time: args.time.as_deref().map(parse_time).transpose()?,
         force: args.force,
         tags: args.tags.clone(),
+        compression: args.compression,
     };
+    let display =
+        jobs::Display { no_bar: global.quiet || args.json, quiet: global.quiet, announce: !global.quiet && !args.json };
     let mut results = Vec::new();
     for name in names {
-        let job = config.job(name)?;
-        let mut job_results = Vec::new();
-        if let Err(e) = jobs::run_hook(name, job, Hook::Before, &[]) {
-            job_results.push(failed(name, "-", format!("{e:#}")));
-        } else {
-            for target in job_targets(global, config, job)? {
-                let repo = match settings::open_target(global, &target) {
-                    Ok(repo) => repo,
-                    Err(e) => {
-                        job_results.push(failed(name, &target.name, format!("{e:#}")));
-                        continue;
-                    }
-                };
-                let compression = args.compression.or(target.compression).unwrap_or(DEFAULT_COMPRESSION);
-                let progress = Progress::new(global.quiet || args.json, global.quiet, None);
-                let result = jobs::run_into(config, name, job, (&target.name, &repo, compression), &options, &progress);
-                progress.finish();
-                if job.auto_forget == Some(true) && result.snapshot.is_some() {
-                    let host = job.host.clone().unwrap_or_else(settings::hostname);
-                    match super::forget::after_backup(&repo, config, name, &host) {
-                        Ok(n) if n > 0 && !global.quiet && !args.json => {
-                            eprintln!("job {name}: retention removed {n} snapshot(s)")
-                        }
-                        Ok(_) => {}
-                        Err(e) => eprintln!("warning: job {name}: applying retention failed: {e:#}"),
-                    }
-                }
-                job_results.push(result);
-            }
-        }
-        if let Err(e) = jobs::run_hook(name, job, Hook::After, &job_results) {
-            eprintln!("warning: {e:#}");
-        }
-        results.extend(job_results);
+        results.extend(jobs::run_job(global, config, name, &options, &display)?);
     }
     report_jobs(global, args, &results)?;
     let failed: Vec<&JobResult> = results.iter().filter(|r| r.outcome == Outcome::Failed).collect();
@@ -120,29 +87,6 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         );
     }
     Ok(())
-}
-
-/// The repositories a job writes to: `--repo` if given, else the job's list, else the only one.
-fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
-    if global.repo.is_some() || job.repositories.is_empty() {
-        return Ok(vec![settings::repo_target(global, Some(config))?]);
-    }
-    job.repositories
-        .iter()
-        .map(|name| config.repository(Some(name)).map(|(n, r)| settings::configured(config, n, r)))
-        .collect()
-}
-
-fn failed(job: &str, repository: &str, error: String) -> JobResult {
-    JobResult {
-        job: job.to_string(),
-        repository: repository.to_string(),
-        outcome: Outcome::Failed,
-        snapshot: None,
-        error: Some(error),
-        sources: Vec::new(),
-        duration_secs: 0.0,
-    }
 }
 
 fn report_jobs(global: &Global, args: &BackupArgs, results: &[JobResult]) -> Result<()> {

@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+mod daemon;
 pub mod forget;
 mod init;
 mod key;
@@ -31,6 +32,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),
+        Command::Daemon(args) => daemon::run(g, &args),
+        Command::RunNow(args) => daemon::run_now(g, &args),
     }
 }
 
