@@ -69,6 +69,27 @@ pub enum Command {
     /// Install, show or remove systemd timers or crontab lines that run the jobs' schedules
     #[command(subcommand)]
     Schedule(crate::commands::schedule::ScheduleCommand),
+    /// Run the config's jobs on their schedules and watched paths until SIGTERM/SIGINT
+    Daemon(DaemonArgs),
+    /// Ask the running daemon to start a job now
+    RunNow(RunNowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Directory of the control socket and the daemon's state (default: [daemon] state_dir,
+    /// else $XDG_STATE_HOME/cairn or ~/.local/state/cairn; /var/lib/cairn for root)
+    #[arg(long, env = env::STATE_DIR, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunNowArgs {
+    /// The job to start
+    pub job: String,
+    /// The state directory of the daemon to ask (as given to `cairn daemon`)
+    #[arg(long, env = env::STATE_DIR, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

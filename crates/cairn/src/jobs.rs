@@ -16,8 +16,10 @@ use cairn_sources::{CaptureContext, Progress, SourceError};
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::cli::Global;
 use crate::config::{Config, HookCommand, JobConfig};
-use crate::sources;
+use crate::output;
+use crate::{settings, sources};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +62,90 @@ pub struct RunOptions {
     pub time: Option<DateTime<FixedOffset>>,
     pub force: bool,
     pub tags: Vec<String>,
+    /// zstd level over the repository's own (`--compression`).
+    pub compression: Option<i32>,
+}
+
+/// zstd level when neither `--compression` nor the repository's config sets one.
+pub const DEFAULT_COMPRESSION: i32 = 2;
+
+/// How a job run shows itself on the terminal.
+pub struct Display {
+    /// No progress bar.
+    pub no_bar: bool,
+    /// No warnings either.
+    pub quiet: bool,
+    /// Say how many snapshots retention removed.
+    pub announce: bool,
+}
+
+/// Run one job as `cairn backup JOB` does: the `before` hook; the job into each of its
+/// repositories, retention after each when `auto_forget` is set; the `after` hook. The
+/// results hold one entry per repository (one failed entry when the `before` hook fails).
+/// An error means the job could not even be set up (unknown job, repositories unresolved).
+pub fn run_job(
+    global: &Global,
+    config: &Config,
+    name: &str,
+    options: &RunOptions,
+    display: &Display,
+) -> Result<Vec<JobResult>> {
+    let job = config.job(name)?;
+    let mut results = Vec::new();
+    if let Err(e) = run_hook(name, job, Hook::Before, &[]) {
+        results.push(failed(name, "-", format!("{e:#}")));
+    } else {
+        for target in job_targets(global, config, job)? {
+            let repo = match settings::open_target(global, &target) {
+                Ok(repo) => repo,
+                Err(e) => {
+                    results.push(failed(name, &target.name, format!("{e:#}")));
+                    continue;
+                }
+            };
+            let compression = options.compression.or(target.compression).unwrap_or(DEFAULT_COMPRESSION);
+            let progress = output::Progress::new(display.no_bar, display.quiet, None);
+            let result = run_into(config, name, job, (&target.name, &repo, compression), options, &progress);
+            progress.finish();
+            if job.auto_forget == Some(true) && result.snapshot.is_some() {
+                let host = job.host.clone().unwrap_or_else(settings::hostname);
+                match crate::commands::forget::after_backup(&repo, config, name, &host) {
+                    Ok(n) if n > 0 && display.announce => eprintln!("job {name}: retention removed {n} snapshot(s)"),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("warning: job {name}: applying retention failed: {e:#}"),
+                }
+            }
+            results.push(result);
+        }
+    }
+    if let Err(e) = run_hook(name, job, Hook::After, &results) {
+        eprintln!("warning: {e:#}");
+    }
+    Ok(results)
+}
+
+/// The repositories a job writes to: `--repo` if given, else the job's list, else the only one.
+pub fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
+    if global.repo.is_some() || job.repositories.is_empty() {
+        return Ok(vec![settings::repo_target(global, Some(config))?]);
+    }
+    job.repositories
+        .iter()
+        .map(|name| config.repository(Some(name)).map(|(n, r)| settings::configured(config, n, r)))
+        .collect()
+}
+
+/// The result of a job that did not get as far as a repository.
+pub fn failed(job: &str, repository: &str, error: String) -> JobResult {
+    JobResult {
+        job: job.to_string(),
+        repository: repository.to_string(),
+        outcome: Outcome::Failed,
+        snapshot: None,
+        error: Some(error),
+        sources: Vec::new(),
+        duration_secs: 0.0,
+    }
 }
 
 /// Run one job into one opened repository. `progress` sees every source's bytes.

@@ -6,16 +6,17 @@
 mod cli;
 mod commands;
 mod config;
+mod daemon;
 mod env;
 mod exit;
 mod health;
 mod history;
 mod jobs;
 mod logging;
-// Not called yet: `commands/backup.rs` and the daemon will call `notify::deliver`.
-#[allow(dead_code)]
 mod notify;
 mod output;
+mod runs;
+mod schedule;
 mod settings;
 mod sources;
 mod units;

@@ -6,19 +6,17 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cairn_repo::{ChunkParams, Id, Repository, Snapshot, SourceEntry, SourceStatus, WriterOptions};
-
-/// zstd level when neither `--compression` nor the repository's config sets one.
-const DEFAULT_COMPRESSION: i32 = 2;
 use cairn_sources::files::{self, BackupOptions, Patterns};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Global};
-use crate::config::{Config, JobConfig};
+use crate::config::Config;
 use crate::exit::Partial;
-use crate::history::{self, History, Trigger};
-use crate::jobs::{self, Hook, JobResult, Outcome, RunOptions};
+use crate::history;
+use crate::jobs::{self, JobResult, Outcome, RunOptions, DEFAULT_COMPRESSION};
 use crate::output::{self, Progress};
+use crate::runs::{HistorySink, NotifySink, Started};
 use crate::settings;
 
 pub fn run(global: &Global, args: &BackupArgs) -> Result<()> {
@@ -72,49 +70,21 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         time: args.time.as_deref().map(parse_time).transpose()?,
         force: args.force,
         tags: args.tags.clone(),
+        compression: args.compression,
     };
-    let history = open_history(config);
+    let display =
+        jobs::Display { no_bar: global.quiet || args.json, quiet: global.quiet, announce: !global.quiet && !args.json };
+    let history = HistorySink::open(&history::state_dir(Some(config)));
+    let notify = NotifySink::new(global.clone(), false);
     let mut results = Vec::new();
     for name in names {
-        let job = config.job(name)?;
-        // Resolved before the run is recorded: an error here stops the command, not a run.
-        let targets = job_targets(global, config, job)?;
-        let run = history.as_ref().and_then(|h| history_warning(h.record_start(name, Trigger::Manual)));
-        let mut job_results = Vec::new();
-        if let Err(e) = jobs::run_hook(name, job, Hook::Before, &[]) {
-            job_results.push(failed(name, "-", format!("{e:#}")));
-        } else {
-            for target in targets {
-                let repo = match settings::open_target(global, &target) {
-                    Ok(repo) => repo,
-                    Err(e) => {
-                        job_results.push(failed(name, &target.name, format!("{e:#}")));
-                        continue;
-                    }
-                };
-                let compression = args.compression.or(target.compression).unwrap_or(DEFAULT_COMPRESSION);
-                let progress = Progress::new(global.quiet || args.json, global.quiet, None);
-                let result = jobs::run_into(config, name, job, (&target.name, &repo, compression), &options, &progress);
-                progress.finish();
-                if job.auto_forget == Some(true) && result.snapshot.is_some() {
-                    let host = job.host.clone().unwrap_or_else(settings::hostname);
-                    match super::forget::after_backup(&repo, config, name, &host) {
-                        Ok(n) if n > 0 && !global.quiet && !args.json => {
-                            eprintln!("job {name}: retention removed {n} snapshot(s)")
-                        }
-                        Ok(_) => {}
-                        Err(e) => eprintln!("warning: job {name}: applying retention failed: {e:#}"),
-                    }
-                }
-                job_results.push(result);
-            }
-        }
-        if let Err(e) = jobs::run_hook(name, job, Hook::After, &job_results) {
-            eprintln!("warning: {e:#}");
-        }
-        if let (Some(history), Some(run)) = (&history, run) {
-            history_warning(history.record_finish(run, &job_results));
-        }
+        // Checked before the run is recorded: a bad job or --repo stops the command, not a run.
+        jobs::job_targets(global, config, config.job(name)?)?;
+        history.start(name, Started::Manual);
+        notify.start(name, Started::Manual);
+        let job_results = jobs::run_job(global, config, name, &options, &display)?;
+        history.finish(name, &job_results);
+        notify.finish(name, Started::Manual, &job_results);
         results.extend(job_results);
     }
     report_jobs(global, args, &results)?;
@@ -128,38 +98,6 @@ fn run_jobs(global: &Global, args: &BackupArgs, config: &Config, names: &[String
         );
     }
     Ok(())
-}
-
-/// The run history, or `None` after a warning: a backup never fails for its history.
-fn open_history(config: &Config) -> Option<History> {
-    history_warning(History::open(&history::state_dir(Some(config))))
-}
-
-fn history_warning<T>(result: Result<T>) -> Option<T> {
-    result.map_err(|e| eprintln!("warning: run history: {e:#}; this run is not recorded")).ok()
-}
-
-/// The repositories a job writes to: `--repo` if given, else the job's list, else the only one.
-pub(super) fn job_targets(global: &Global, config: &Config, job: &JobConfig) -> Result<Vec<settings::RepoTarget>> {
-    if global.repo.is_some() || job.repositories.is_empty() {
-        return Ok(vec![settings::repo_target(global, Some(config))?]);
-    }
-    job.repositories
-        .iter()
-        .map(|name| config.repository(Some(name)).map(|(n, r)| settings::configured(config, n, r)))
-        .collect()
-}
-
-fn failed(job: &str, repository: &str, error: String) -> JobResult {
-    JobResult {
-        job: job.to_string(),
-        repository: repository.to_string(),
-        outcome: Outcome::Failed,
-        snapshot: None,
-        error: Some(error),
-        sources: Vec::new(),
-        duration_secs: 0.0,
-    }
 }
 
 fn report_jobs(global: &Global, args: &BackupArgs, results: &[JobResult]) -> Result<()> {

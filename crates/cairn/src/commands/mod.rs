@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+mod daemon;
 pub mod forget;
 mod history;
 mod init;
@@ -37,6 +38,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::History(args) => history::run(g, &args),
         Command::Status(args) => status::run(g, &args),
         Command::Schedule(cmd) => schedule::run(g, &cmd),
+        Command::Daemon(args) => daemon::run(g, &args),
+        Command::RunNow(args) => daemon::run_now(g, &args),
     }
 }
 

@@ -77,7 +77,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
             Some(h) => h.job_runs(name)?,
             None => JobRuns::default(),
         };
-        let repositories = super::backup::job_targets(global, &config, job)?
+        let repositories = crate::jobs::job_targets(global, &config, job)?
             .into_iter()
             .map(|t| sizes.entry(t.path.clone()).or_insert_with(|| repo_size(&t.name, &t.path)).clone())
             .collect();

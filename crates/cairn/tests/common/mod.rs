@@ -30,6 +30,7 @@ pub const CAIRN_VARS: &[&str] = &[
     "CAIRN_KDF_MEMORY_KIB",
     "CAIRN_NO_PROGRESS",
     "CAIRN_STATE_DIR",
+    "CAIRN_CRON_SECONDS",
 ];
 
 /// The `cairn` binary bound to one repository and password.
