@@ -153,7 +153,7 @@ mod tests {
             .filter(|(_, d)| d.keep)
             .map(|(x, d)| (x.to_string(), d.reasons.join(", ")))
             .collect();
-        out.sort_by(|a, b| t(&b.0).cmp(&t(&a.0)));
+        out.sort_by_key(|x| std::cmp::Reverse(t(&x.0)));
         out
     }
 
