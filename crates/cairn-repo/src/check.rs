@@ -5,6 +5,11 @@
 //! Data (`read_data`): every pack is read whole, its name matches its BLAKE3, and every blob
 //! in it authenticates and hashes to its id. Damaged blobs are traced back to the snapshots
 //! and paths that depend on them.
+//!
+//! Packs prune marked for deletion (see [`crate::prune`]) are normal while their grace period
+//! runs: they are reported as notes, not as unindexed packs, and a snapshot blob found only
+//! in one counts as present (prune revives such a pack instead of deleting it). Their data
+//! is not read: no index file names them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,6 +47,8 @@ pub struct CheckReport {
     pub errors: Vec<String>,
     /// Harmless findings, such as packs left by an interrupted backup.
     pub warnings: Vec<String>,
+    /// The normal state of things worth knowing, such as packs waiting to be deleted by prune.
+    pub notes: Vec<String>,
     /// Packs whose bytes are damaged, with what is wrong.
     pub damaged_packs: Vec<(String, String)>,
     /// Snapshot paths that depend on damaged or missing blobs.
@@ -60,6 +67,9 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn CheckProgress) -
     repo.reload_index()?;
     for damaged in repo.damaged_index_files() {
         report.errors.push(format!("{damaged} (its packs were read from their own headers instead)"));
+    }
+    for damaged in repo.damaged_marks() {
+        report.errors.push(format!("{damaged} (the next prune marks its packs again and deletes it)"));
     }
     let stored: HashMap<String, u64> = repo.storage().list("packs/")?.into_iter().map(|e| (e.key, e.size)).collect();
     let mut bad_blobs = check_packs_exist(repo, &stored, &mut report);
@@ -96,13 +106,25 @@ fn check_packs_exist(repo: &Repository, stored: &HashMap<String, u64>, report: &
             Some(_) => {}
         }
     }
-    let unindexed = stored
-        .keys()
-        .filter(|k| k.rsplit('/').next().and_then(|n| n.parse().ok()).is_none_or(|id| !index.has_pack(&id)))
-        .count();
+    let (mut unindexed, mut marked, mut marked_bytes) = (0, 0, 0);
+    for (key, size) in stored {
+        match key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) {
+            Some(id) if index.has_pack(&id) => {}
+            Some(id) if index.is_marked(&id) => {
+                marked += 1;
+                marked_bytes += size;
+            }
+            _ => unindexed += 1,
+        }
+    }
     if unindexed > 0 {
         report.warnings.push(format!(
-            "{unindexed} pack(s) are not in any index (left by an interrupted backup); they are unused and harmless"
+            "{unindexed} pack(s) are not in any index (left by an interrupted backup or prune); they are unused and harmless, and the next prune marks them for deletion"
+        ));
+    }
+    if marked > 0 {
+        report.notes.push(format!(
+            "{marked} pack(s) ({marked_bytes} bytes) are marked for deletion by prune; a later prune deletes them once their grace period is over"
         ));
     }
     index.blobs().filter(|(_, loc)| bad_packs.contains(&loc.pack)).map(|(id, _)| id).collect()
@@ -234,7 +256,8 @@ fn walk_snapshots(repo: &Repository, bad: &HashSet<IdPrefix>, report: &mut Check
                         }
                         NodeKind::File => {
                             let index = repo.index();
-                            if let Some(missing) = node.content.iter().find(|b| !index.contains(b)) {
+                            // `get`, not `contains`: a blob in a marked pack can be read.
+                            if let Some(missing) = node.content.iter().find(|b| index.get(b).is_none()) {
                                 report.errors.push(format!(
                                     "snapshot {} {child}: chunk {} is missing",
                                     id.short(),

@@ -1,7 +1,9 @@
 //! The index: which pack holds each blob, where, and how long it is.
 //!
 //! On storage, index files (`index/<id>`) are sealed binary lists of packs and their entries,
-//! written after the packs they describe. In memory, [`Index`] maps blob id → location.
+//! written after the packs they describe. In memory, [`Index`] maps blob id → location. It also
+//! holds the packs prune has marked for deletion (see [`crate::prune`]): their blobs can be
+//! read, so a snapshot saved after the mark still restores, but a backup never reuses them.
 
 use std::collections::HashMap;
 
@@ -25,7 +27,7 @@ pub struct IndexedPack {
 /// A malformed index file.
 #[derive(Debug, thiserror::Error)]
 #[error("index file is malformed: {0}")]
-pub struct IndexFormatError(&'static str);
+pub struct IndexFormatError(pub(crate) &'static str);
 
 /// Plaintext of an index file.
 pub fn encode(packs: &[IndexedPack]) -> Vec<u8> {
@@ -33,17 +35,22 @@ pub fn encode(packs: &[IndexedPack]) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
     for p in packs {
-        out.extend_from_slice(&p.id.0);
-        out.push(p.kind as u8);
-        out.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
-        for e in &p.entries {
-            out.extend_from_slice(&e.id.0);
-            out.extend_from_slice(&e.offset.to_le_bytes());
-            out.extend_from_slice(&e.length.to_le_bytes());
-            out.extend_from_slice(&e.raw_len.to_le_bytes());
-        }
+        encode_pack(&mut out, p);
     }
     out
+}
+
+/// One pack as index files (and marks) store it: id, kind, count, entries.
+pub(crate) fn encode_pack(out: &mut Vec<u8>, p: &IndexedPack) {
+    out.extend_from_slice(&p.id.0);
+    out.push(p.kind as u8);
+    out.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
+    for e in &p.entries {
+        out.extend_from_slice(&e.id.0);
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.length.to_le_bytes());
+        out.extend_from_slice(&e.raw_len.to_le_bytes());
+    }
 }
 
 /// Parse the plaintext of an index file.
@@ -52,19 +59,7 @@ pub fn decode(plain: &[u8]) -> Result<Vec<IndexedPack>, IndexFormatError> {
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
-        let id = r.id()?;
-        let kind = BlobKind::from_u8(r.take(1)?[0]).ok_or(IndexFormatError("unknown blob kind"))?;
-        let n = r.u32()? as usize;
-        if r.0.len() < n * ENTRY_LEN {
-            return Err(IndexFormatError("truncated entries"));
-        }
-        let mut entries = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = r.id()?;
-            let (offset, length, raw_len) = (r.u32()?, r.u32()?, r.u32()?);
-            entries.push(PackEntry { kind, id, offset, length, raw_len });
-        }
-        packs.push(IndexedPack { id, kind, entries });
+        packs.push(r.pack()?);
     }
     if !r.0.is_empty() {
         return Err(IndexFormatError("trailing bytes"));
@@ -72,19 +67,39 @@ pub fn decode(plain: &[u8]) -> Result<Vec<IndexedPack>, IndexFormatError> {
     Ok(packs)
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A cursor over little-endian binary plaintext.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], IndexFormatError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], IndexFormatError> {
         let (head, rest) = self.0.split_at_checked(n).ok_or(IndexFormatError("truncated"))?;
         self.0 = rest;
         Ok(head)
     }
-    fn u32(&mut self) -> Result<u32, IndexFormatError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, IndexFormatError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64, IndexFormatError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn id(&mut self) -> Result<Id, IndexFormatError> {
         Ok(Id::from_slice(self.take(32)?).expect("32 bytes"))
+    }
+    /// One pack in the layout of [`encode_pack`].
+    pub(crate) fn pack(&mut self) -> Result<IndexedPack, IndexFormatError> {
+        let id = self.id()?;
+        let kind = BlobKind::from_u8(self.take(1)?[0]).ok_or(IndexFormatError("unknown blob kind"))?;
+        let n = self.u32()? as usize;
+        if self.0.len() < n * ENTRY_LEN {
+            return Err(IndexFormatError("truncated entries"));
+        }
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.id()?;
+            let (offset, length, raw_len) = (self.u32()?, self.u32()?, self.u32()?);
+            entries.push(PackEntry { kind, id, offset, length, raw_len });
+        }
+        Ok(IndexedPack { id, kind, entries })
     }
 }
 
@@ -97,7 +112,7 @@ pub fn seal(keys: &Keys, packs: &[IndexedPack]) -> (String, Vec<u8>) {
 /// Location of a blob in the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLoc {
-    /// Position of the pack in [`Index::pack`].
+    /// Position of the pack for [`Index::pack`].
     pub pack: u32,
     pub offset: u32,
     pub length: u32,
@@ -135,12 +150,21 @@ struct Slot {
 /// Number of leading id bits that pick a bucket.
 const BUCKET_BITS: u32 = 16;
 
+/// Set in [`BlobLoc::pack`] for the position of a marked pack.
+const MARKED: u32 = 1 << 31;
+
 /// The in-memory index of every blob in the repository.
 ///
 /// A sorted array of 40-byte slots plus a table of where each 16-bit bucket of ids starts:
 /// ids are uniformly random, so a lookup is one table read and a short binary search inside
 /// a bucket. Memory: 40 bytes per blob, plus 256 KiB for the table and a little per pack
 /// (measured by `cargo bench -p cairn-repo --bench index`).
+///
+/// Packs that prune marked for deletion and no index file names are kept apart, in a plain
+/// map: there are few of them, and only for the grace period. [`Index::get`] finds their
+/// blobs (a snapshot saved after the mark by a backup that started before it may need them
+/// until prune puts the pack back); [`Index::contains`], what a backup asks before reusing a
+/// blob, does not.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<(Id, BlobKind)>,
@@ -150,6 +174,10 @@ pub struct Index {
     buckets: Vec<u32>,
     /// Entries added but not yet sorted in.
     staged: Vec<Slot>,
+    /// Marked packs; their positions are `MARKED | i`.
+    marked_packs: Vec<(Id, BlobKind)>,
+    marked_pos: HashMap<Id, u32>,
+    marked: HashMap<IdPrefix, BlobLoc>,
 }
 
 impl Index {
@@ -178,6 +206,23 @@ impl Index {
                 key: IdPrefix::of(&e.id),
                 loc: BlobLoc { pack: pos, offset: e.offset, length: e.length, raw_len: e.raw_len },
             }));
+        }
+    }
+
+    /// Add packs that prune marked for deletion and no index file names: their blobs can be
+    /// read ([`Index::get`]) but are not offered for reuse ([`Index::contains`]).
+    pub fn add_marked_packs(&mut self, packs: &[IndexedPack]) {
+        for pack in packs {
+            if self.pack_pos.contains_key(&pack.id) || self.marked_pos.contains_key(&pack.id) {
+                continue;
+            }
+            let pos = MARKED | self.marked_packs.len() as u32;
+            self.marked_packs.push((pack.id, pack.kind));
+            self.marked_pos.insert(pack.id, pos);
+            for e in &pack.entries {
+                let loc = BlobLoc { pack: pos, offset: e.offset, length: e.length, raw_len: e.raw_len };
+                self.marked.entry(IdPrefix::of(&e.id)).or_insert(loc);
+            }
         }
     }
 
@@ -230,33 +275,52 @@ impl Index {
         range.get(i).filter(|s| s.key == *key)
     }
 
+    /// Where a blob can be read: an indexed copy, or else one in a marked pack.
     pub fn get(&self, id: &Id) -> Option<BlobLoc> {
-        self.find(&IdPrefix::of(id)).map(|s| s.loc)
+        let key = IdPrefix::of(id);
+        self.find(&key).map(|s| s.loc).or_else(|| self.marked.get(&key).copied())
     }
 
+    /// Whether a backup may reuse this blob: an index file names a pack holding it. Blobs
+    /// only in packs marked for deletion are not reused, since prune may delete them.
     pub fn contains(&self, id: &Id) -> bool {
-        self.get(id).is_some()
+        self.find(&IdPrefix::of(id)).is_some()
     }
 
     /// Id and kind of the pack at a [`BlobLoc::pack`] position.
     pub fn pack(&self, pos: u32) -> (Id, BlobKind) {
+        if pos & MARKED != 0 {
+            return self.marked_packs[(pos & !MARKED) as usize];
+        }
         self.packs[pos as usize]
     }
 
+    /// Whether an index file names this pack.
     pub fn has_pack(&self, id: &Id) -> bool {
         self.pack_pos.contains_key(id)
     }
 
-    /// All packs, in the order they were added.
+    /// Whether this pack is marked for deletion and no index file names it.
+    pub fn is_marked(&self, id: &Id) -> bool {
+        self.marked_pos.contains_key(id) && !self.has_pack(id)
+    }
+
+    /// Packs marked for deletion that no index file names.
+    pub fn marked_packs(&self) -> impl Iterator<Item = (Id, BlobKind)> + '_ {
+        self.marked_packs.iter().copied().filter(|(id, _)| !self.has_pack(id))
+    }
+
+    /// All packs index files name, in the order they were added (their positions).
     pub fn packs(&self) -> impl Iterator<Item = (Id, BlobKind)> + '_ {
         self.packs.iter().copied()
     }
 
+    /// Blobs in packs index files name.
     pub fn blob_count(&self) -> usize {
         self.slots.len()
     }
 
-    /// Every blob (by id prefix) with its location.
+    /// Every blob (by id prefix) in packs index files name, with its location.
     pub fn blobs(&self) -> impl Iterator<Item = (IdPrefix, BlobLoc)> + '_ {
         self.slots.iter().map(|s| (s.key, s.loc))
     }
@@ -267,6 +331,7 @@ impl Index {
             + self.buckets.capacity() * 4
             + self.packs.capacity() * std::mem::size_of::<(Id, BlobKind)>()
             + self.pack_pos.capacity() * (std::mem::size_of::<(Id, u32)>() + 1)
+            + self.marked.capacity() * (std::mem::size_of::<(IdPrefix, BlobLoc)>() + 1)
     }
 }
 
@@ -354,6 +419,27 @@ mod tests {
             prop_assert_eq!(index.contains(&Id(probe)), all.contains(&probe));
             prop_assert_eq!(index.blob_count(), all.len());
         }
+    }
+
+    #[test]
+    fn marked_blobs_are_readable_but_not_reused() {
+        let entry = |id, offset| PackEntry { kind: BlobKind::Data, id: Id([id; 32]), offset, length: 1, raw_len: 1 };
+        let mut index = Index::default();
+        index.add_pack(&IndexedPack { id: Id([1; 32]), kind: BlobKind::Data, entries: vec![entry(9, 5)] });
+        let marked = IndexedPack { id: Id([2; 32]), kind: BlobKind::Data, entries: vec![entry(9, 7), entry(8, 3)] };
+        index.add_marked_packs(&[marked]);
+        assert!(index.contains(&Id([9; 32])) && !index.contains(&Id([8; 32])));
+        let loc = index.get(&Id([8; 32])).unwrap();
+        assert_eq!((index.pack(loc.pack).0, loc.offset), (Id([2; 32]), 3));
+        let loc = index.get(&Id([9; 32])).unwrap();
+        assert_eq!(index.pack(loc.pack).0, Id([1; 32]), "an indexed copy is preferred");
+        assert!(index.is_marked(&Id([2; 32])) && !index.has_pack(&Id([2; 32])));
+        assert_eq!(index.packs().count(), 1);
+        assert_eq!(index.blob_count(), 1);
+        // Named by an index file again (prune revived it): no longer marked.
+        index.add_pack(&IndexedPack { id: Id([2; 32]), kind: BlobKind::Data, entries: vec![entry(8, 3)] });
+        assert!(index.contains(&Id([8; 32])) && !index.is_marked(&Id([2; 32])));
+        assert_eq!(index.marked_packs().count(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Opening, creating and reading a repository.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use cairn_storage::Storage;
@@ -9,7 +10,7 @@ use crate::compress;
 use crate::crypto::Keys;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::index::{self, Index, IndexedPack};
+use crate::index::{self, BlobLoc, Index, IndexedPack};
 use crate::keyslot::{KdfParams, KeySlot, Secret};
 use crate::pack::pack_key;
 use crate::snapshot::{Snapshot, SNAPSHOT_AAD, SNAPSHOT_VERSION};
@@ -43,6 +44,8 @@ pub struct Repository {
     index: RwLock<Index>,
     /// Index files that could not be read at the last load, with the reason.
     damaged_index: std::sync::Mutex<Vec<String>>,
+    /// Marks that could not be read at the last load, with the reason.
+    damaged_marks: std::sync::Mutex<Vec<String>>,
 }
 
 impl Repository {
@@ -65,6 +68,7 @@ impl Repository {
             config,
             index: RwLock::default(),
             damaged_index: Default::default(),
+            damaged_marks: Default::default(),
         })
     }
 
@@ -82,6 +86,7 @@ impl Repository {
             config,
             index: RwLock::default(),
             damaged_index: Default::default(),
+            damaged_marks: Default::default(),
         };
         repo.reload_index()?;
         Ok(repo)
@@ -109,28 +114,70 @@ impl Repository {
         self.index.read().expect("index lock poisoned")
     }
 
-    /// Read every index file again.
+    /// Read every index file again, and the marks prune left.
     ///
     /// An index file that fails to decrypt or parse is skipped and remembered (see
     /// [`Repository::damaged_index_files`]); the locations it held are then recovered from the
-    /// headers of the packs no other index file names, so reading and writing go on working.
+    /// headers of the packs no other index file or mark names, so reading and writing go on
+    /// working. Packs listed in marks are added as readable but not reusable (see
+    /// [`Index::add_marked_packs`]).
     pub fn reload_index(&self) -> Result<()> {
-        let mut fresh = Index::default();
-        let mut damaged = Vec::new();
-        for entry in self.storage.list("index/")? {
-            match self.read_index_file(&entry.key) {
-                Ok(packs) => fresh.stage(&packs),
-                Err(e @ RepoError::Corrupt { .. }) => damaged.push(e.to_string()),
-                Err(e) => return Err(e),
+        // Marks, index files, then marks again. Prune writes a mark before deleting the index
+        // files that named its packs, and an index file naming a revived pack before deleting
+        // its mark; so a pack that moves from one to the other while we read is seen in the
+        // first marks, the index files or the second marks.
+        let mut marks = self.read_marks()?;
+        let (mut fresh, damaged) = self.read_index_files(|index: &mut Index, _, packs| index.stage(&packs))?;
+        fresh.commit();
+        self.read_new_marks(&mut marks)?;
+        if !damaged.is_empty() {
+            let marked: HashSet<Id> = marks.packs().map(|p| p.pack.id).collect();
+            self.recover_from_packs(&mut fresh, &marked)?;
+        }
+        let marked: Vec<IndexedPack> = marks.packs().map(|p| p.pack.clone()).collect();
+        fresh.add_marked_packs(&marked);
+        *self.index.write().expect("index lock poisoned") = fresh;
+        *self.damaged_index.lock().expect("damaged index lock poisoned") =
+            damaged.iter().map(ToString::to_string).collect();
+        *self.damaged_marks.lock().expect("damaged marks lock poisoned") =
+            marks.damaged.iter().map(|(_, e)| e.to_string()).collect();
+        Ok(())
+    }
+
+    /// Read every index file into `T`, calling `add` with each file's key and packs; returns
+    /// the result and the files that failed to decrypt or parse.
+    ///
+    /// Prune deletes an index file only after writing the files that replace it. So a file
+    /// that vanishes between listing and reading is skipped, and the listing is read again
+    /// for files not seen yet, which include its replacement; a file read before prune
+    /// deleted it is as good as a slightly older view of the index. This ends when a round
+    /// finds nothing vanished (or, after many rounds, with the error).
+    pub(crate) fn read_index_files<T: Default>(
+        &self,
+        mut add: impl FnMut(&mut T, &str, Vec<IndexedPack>),
+    ) -> Result<(T, Vec<RepoError>)> {
+        const ROUNDS: usize = 20;
+        let (mut out, mut damaged, mut seen) = (T::default(), Vec::new(), HashSet::new());
+        for round in 1.. {
+            let mut vanished = None;
+            for entry in self.storage.list("index/")? {
+                if !seen.insert(entry.key.clone()) {
+                    continue;
+                }
+                match self.read_index_file(&entry.key) {
+                    Ok(packs) => add(&mut out, &entry.key, packs),
+                    Err(RepoError::Storage(e)) if e.is_not_found() => vanished = Some(e),
+                    Err(e @ RepoError::Corrupt { .. }) => damaged.push(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            match vanished {
+                None => break,
+                Some(e) if round == ROUNDS => return Err(e.into()),
+                Some(_) => {}
             }
         }
-        fresh.commit();
-        if !damaged.is_empty() {
-            self.recover_from_packs(&mut fresh)?;
-        }
-        *self.index.write().expect("index lock poisoned") = fresh;
-        *self.damaged_index.lock().expect("damaged index lock poisoned") = damaged;
-        Ok(())
+        Ok((out, damaged))
     }
 
     /// Index files skipped at the last load because they are damaged.
@@ -138,26 +185,48 @@ impl Repository {
         self.damaged_index.lock().expect("damaged index lock poisoned").clone()
     }
 
-    /// Add the packs no index names, read from their own headers.
-    fn recover_from_packs(&self, index: &mut Index) -> Result<()> {
+    /// Marks skipped at the last load because they are damaged.
+    pub fn damaged_marks(&self) -> Vec<String> {
+        self.damaged_marks.lock().expect("damaged marks lock poisoned").clone()
+    }
+
+    /// Add the packs no index file and no mark names, read from their own headers. Marked
+    /// packs stay out: prune took them out of the index on purpose.
+    fn recover_from_packs(&self, index: &mut Index, marked: &HashSet<Id>) -> Result<()> {
         for entry in self.storage.list("packs/")? {
             let Some(id) = entry.key.rsplit('/').next().and_then(|n| n.parse::<Id>().ok()) else { continue };
-            if index.has_pack(&id) || entry.size < 4 {
+            if index.has_pack(&id) || marked.contains(&id) {
                 continue;
             }
-            let tail = self.storage.get_range(&entry.key, entry.size - 4, 4)?;
-            let Ok(len) = crate::pack::header_len(&tail) else { continue };
-            let Some(start) = (entry.size - 4).checked_sub(u64::from(len)) else { continue };
-            let sealed = self.storage.get_range(&entry.key, start, len.into())?;
             // A pack whose header is damaged too stays unindexed; check reports it.
-            if let Ok(entries) = crate::pack::open_header(&self.keys, &sealed) {
-                if let Some(first) = entries.first() {
-                    index.stage(&[IndexedPack { id, kind: first.kind, entries }]);
-                }
+            if let Some(pack) = self.read_pack_header(&id, entry.size)? {
+                index.stage(&[pack]);
             }
         }
         index.commit();
         Ok(())
+    }
+
+    /// A pack's entries from its own header; `None` if the header is damaged or the pack
+    /// too short to hold one, or is gone.
+    pub(crate) fn read_pack_header(&self, id: &Id, size: u64) -> Result<Option<IndexedPack>> {
+        let key = pack_key(id);
+        if size < 4 {
+            return Ok(None);
+        }
+        let tail = match self.storage.get_range(&key, size - 4, 4) {
+            Err(e) if e.is_not_found() => return Ok(None),
+            other => other?,
+        };
+        let Ok(len) = crate::pack::header_len(&tail) else { return Ok(None) };
+        let Some(start) = (size - 4).checked_sub(u64::from(len)) else { return Ok(None) };
+        let sealed = match self.storage.get_range(&key, start, len.into()) {
+            Err(e) if e.is_not_found() => return Ok(None),
+            other => other?,
+        };
+        let Ok(entries) = crate::pack::open_header(&self.keys, &sealed) else { return Ok(None) };
+        let Some(kind) = entries.first().map(|e| e.kind) else { return Ok(None) };
+        Ok(Some(IndexedPack { id: *id, kind, entries }))
     }
 
     /// Decrypt and parse one index file.
@@ -173,12 +242,28 @@ impl Repository {
 
     /// Plaintext of one blob, authenticated and checked against its id.
     pub fn load_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let (loc, pack) = {
+        let found = {
             let index = self.index();
-            let loc = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
-            (loc, index.pack(loc.pack).0)
+            index.get(id).map(|loc| (loc, index.pack(loc.pack).0))
         };
-        let mut sealed = self.storage.get_range(&pack_key(&pack), loc.offset.into(), loc.length.into())?;
+        let (loc, pack) = found.ok_or(RepoError::MissingBlob(*id))?;
+        self.read_blob(id, &pack, loc)
+    }
+
+    /// [`Repository::load_blob`] through another index than the repository's own.
+    pub(crate) fn load_blob_in(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or(RepoError::MissingBlob(*id))?;
+        self.read_blob(id, &index.pack(loc.pack).0, loc)
+    }
+
+    /// [`Repository::load_tree`] through another index than the repository's own.
+    pub(crate) fn load_tree_in(&self, index: &Index, id: &Id) -> Result<Tree> {
+        let bytes = self.load_blob_in(index, id)?;
+        Tree::from_bytes(&bytes).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
+    }
+
+    fn read_blob(&self, id: &Id, pack: &Id, loc: BlobLoc) -> Result<Vec<u8>> {
+        let mut sealed = self.storage.get_range(&pack_key(pack), loc.offset.into(), loc.length.into())?;
         let mut scratch = Vec::new();
         let plain = self.open_blob_in_place(id, &mut sealed, loc.raw_len, &mut scratch).map(<[u8]>::to_vec);
         plain.map_err(|detail| RepoError::Corrupt {

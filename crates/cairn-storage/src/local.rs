@@ -118,7 +118,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
             continue;
         }
         let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let meta = entry.metadata()?;
+        // Deleted since read_dir saw it (a prune or a temp file renamed away): not there.
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else {

@@ -56,6 +56,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Restore a snapshot into scratch targets and prove it matches what was recorded
     Verify(VerifyArgs),
+    /// Reclaim the space of data no snapshot uses (safe beside running backups)
+    Prune(PruneArgs),
     /// List past runs of jobs from the local run history
     History(HistoryArgs),
     /// Per job: last run, last success, next run, repository size; exit 4 when one needs attention
@@ -220,6 +222,23 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub yes: bool,
     /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Time between marking unused data and deleting it; must be longer than any backup
+    /// takes (a backup that started before the mark may still use it)
+    #[arg(long, default_value = "24h", value_name = "INTERVAL")]
+    pub grace: String,
+    /// Repack a pack when more than this share of its bytes is unused (0..1)
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub repack_threshold: f64,
+    /// Show the plan and what would be reclaimed; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
 }

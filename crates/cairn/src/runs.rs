@@ -139,3 +139,26 @@ impl RunSink for NotifySink {
         self.finish(job, Started::Daemon(trigger), results);
     }
 }
+
+/// Prune on `[daemon] prune_schedule`: every repository of the config, default options
+/// (24 h grace), each opened afresh so that its index is current.
+pub struct RepoPruner {
+    pub global: Global,
+}
+
+impl crate::daemon::seams::Pruner for RepoPruner {
+    fn prune(&self, config: &crate::config::Config) -> anyhow::Result<String> {
+        let mut lines = Vec::new();
+        for (name, repo) in config.repositories() {
+            let target = settings::configured(config, name, repo);
+            let repo = settings::open_target(&self.global, &target)?;
+            let report = repo.prune(&cairn_repo::PruneOptions::default())?;
+            lines.push(format!(
+                "{name}: reclaimed {} now, {} later",
+                crate::output::bytes(report.deleted.bytes),
+                crate::output::bytes(report.reclaimable_later())
+            ));
+        }
+        Ok(format!("prune: {}", lines.join("; ")))
+    }
+}

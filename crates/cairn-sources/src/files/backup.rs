@@ -378,8 +378,9 @@ impl<'a, 'w> Walker<'a, 'w> {
             items.push(Item { name, path: child_path, rel: child_rel, meta, previous });
         }
         let mut tree = self.save_items(items)?;
-        // An unchanged directory is the parent's tree, byte for byte: no need to encode it.
-        if let Some((id, _)) = parent.filter(|(_, t)| t.nodes == tree.nodes) {
+        // An unchanged directory is the parent's tree, byte for byte: no need to encode it —
+        // unless prune has marked the pack that holds it (then it is not reused, but saved).
+        if let Some((id, _)) = parent.filter(|(id, t)| t.nodes == tree.nodes && self.repo.index().contains(id)) {
             return Ok(Some(*id));
         }
         Ok(Some(self.writer.save_tree(&mut tree)?))

@@ -14,6 +14,11 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<()> {
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
+        if !global.quiet {
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+        }
         for e in &report.errors {
             println!("error: {e}");
         }

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cli::{DaemonArgs, Global, RunNowArgs};
 use crate::config::{self, Config};
 use crate::daemon::control::{self, Request};
-use crate::daemon::{log, Daemon, Event, LogSink, NoPrune, Threads};
+use crate::daemon::{log, Daemon, Event, LogSink, Threads};
 use crate::schedule::SystemClock;
 use crate::{env, settings};
 
@@ -35,7 +35,8 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
         Arc::new(crate::runs::HistorySink::open(&crate::history::state_dir(Some(&config)))),
         Arc::new(crate::runs::NotifySink::new(global.clone(), true)),
     ];
-    let runner = Threads { global: global.clone(), sinks, pruner: Arc::new(NoPrune) };
+    let runner =
+        Threads { global: global.clone(), sinks, pruner: Arc::new(crate::runs::RepoPruner { global: global.clone() }) };
     let daemon = Daemon::new(SystemClock, runner, config, state_dir, tx, env::get(env::CRON_SECONDS))?;
     log(&format!("control socket {}", socket.display()));
     daemon.run(Some(listener), rx)

@@ -9,6 +9,7 @@ mod history;
 mod init;
 mod key;
 mod ls;
+mod prune;
 mod restore;
 pub mod schedule;
 mod show;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check::run(g, &args),
         Command::Forget(args) => forget::run(g, &args),
         Command::Verify(args) => verify::run(g, &args),
+        Command::Prune(args) => prune::run(g, &args),
         Command::Key(cmd) => key::run(g, cmd),
         Command::Show(args) => show::run(g, &args),
         Command::Config(cmd) => config::run(g, &cmd),

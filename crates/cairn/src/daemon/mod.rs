@@ -36,7 +36,7 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, Sender};
 
-pub use seams::{LogSink, NoPrune, Pruner, RunSink};
+pub use seams::{LogSink, Pruner, RunSink};
 
 use crate::cli::Global;
 use crate::config::{self, parse_interval, Config};

@@ -2,8 +2,8 @@
 //!
 //! **Seams for work in progress.** Run history (a small local database) and notifications
 //! (ntfy, webhooks, e-mail, health checks) are each a [`RunSink`]; the daemon calls every
-//! sink it was given, in order. Prune on `[daemon] prune_schedule` is a [`Pruner`], waiting
-//! for `Repository::prune`. The defaults here only log.
+//! sink it was given, in order. Prune on `[daemon] prune_schedule` is a [`Pruner`]
+//! (`runs::RepoPruner`). The default sink here only logs.
 
 use crate::jobs::JobResult;
 use crate::schedule::Trigger;
@@ -59,13 +59,4 @@ fn describe(trigger: &Trigger) -> String {
 pub trait Pruner: Send + Sync {
     /// Prune every repository of the config; returns a line for the log.
     fn prune(&self, config: &crate::config::Config) -> anyhow::Result<String>;
-}
-
-/// Until `Repository::prune` exists: says so instead of pruning.
-pub struct NoPrune;
-
-impl Pruner for NoPrune {
-    fn prune(&self, _config: &crate::config::Config) -> anyhow::Result<String> {
-        Ok("prune_schedule fired, but prune is not available yet; nothing was done".into())
-    }
 }
