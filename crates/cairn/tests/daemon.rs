@@ -128,6 +128,7 @@ impl Drop for Daemon {
 const SMALL_JOBS: &str = r#"
 [daemon]
 max_concurrent_jobs = 3
+log = { dir = "logs", rotation = "daily", keep = 3 }
 
 [jobs.tick]
 schedule = "* * * * *"
@@ -186,6 +187,19 @@ fn a_schedule_fires_within_seconds_and_run_now_starts_a_job() {
     assert!(!p.state_dir().join("daemon.sock").exists());
     assert!(daemon.log().contains("cairn daemon: stopped"), "{}", daemon.log());
     p.cairn.ok(&["check"]);
+
+    // The same lines went to the daily log file.
+    let files: Vec<_> = fs::read_dir(p.root.join("logs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let logged = fs::read_to_string(&files[0]).unwrap();
+    assert!(logged.contains("job tick: started (schedule") && logged.contains("INFO"), "{logged}");
+    // Every run is in the run history, with its trigger.
+    let mut history = p.cairn.command(&["history", "--json"]);
+    let history = history.env("CAIRN_STATE_DIR", p.state_dir()).output().unwrap();
+    assert_eq!(code(&history), 0, "{}", describe(&history));
+    let history = common::json(&history);
+    let triggers: Vec<&str> = history.as_array().unwrap().iter().filter_map(|r| r["trigger"].as_str()).collect();
+    assert!(triggers.contains(&"schedule") && triggers.contains(&"run-now"), "{history}");
 }
 
 #[test]

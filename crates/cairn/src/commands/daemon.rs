@@ -19,6 +19,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
         anyhow!("the daemon runs the jobs of a config file, and none was found\nhint: pass --config FILE or create cairn.toml")
     })?;
     let config = config::load(&path)?;
+    crate::logging::init(Some(&config), false)?;
     let state_dir = state_dir(args.state_dir.as_deref(), Some(&config));
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -32,7 +33,7 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
     forward_signals(tx.clone())?;
     let sinks: Vec<Arc<dyn crate::daemon::seams::RunSink>> = vec![
         Arc::new(LogSink),
-        Arc::new(crate::runs::HistorySink::open(&crate::history::state_dir(Some(&config)))),
+        Arc::new(crate::runs::HistorySink::open(&state_dir)),
         Arc::new(crate::runs::NotifySink::new(global.clone(), true)),
     ];
     let runner =

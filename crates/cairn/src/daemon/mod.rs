@@ -60,7 +60,13 @@ pub enum Event {
 
 /// A line on stderr, with the local time.
 pub fn log(message: &str) {
-    eprintln!("{} {message}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
+    // Through the log subscriber (stderr and the `[daemon] log` files) once `cairn daemon`
+    // has installed it; plain stderr otherwise (tests of the loop).
+    if tracing::dispatcher::has_been_set() {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{} {message}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
+    }
 }
 
 /// The daemon's settings, from `[daemon]` and the jobs, resolved and checked in one place.
