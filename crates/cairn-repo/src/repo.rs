@@ -347,13 +347,17 @@ impl Repository {
         Ok(ids)
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first. A snapshot removed by a concurrent `forget` between
+    /// listing and reading is simply not there.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let mut all = self
-            .snapshot_ids()?
-            .into_iter()
-            .map(|id| self.load_snapshot(&id).map(|s| (id, s)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut all = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.load_snapshot(&id) {
+                Ok(snap) => all.push((id, snap)),
+                Err(RepoError::Storage(e)) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
         all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(all)
     }
