@@ -162,3 +162,35 @@ impl crate::daemon::seams::Pruner for RepoPruner {
         Ok(format!("prune: {}", lines.join("; ")))
     }
 }
+
+/// The daemon's stale-backup alarm: every `every`, each job of the config (as it is now)
+/// that has not succeeded within its expected interval (`health::stale`, as `cairn status`
+/// judges it) is notified once as `stale`; it may alarm again only after it recovered.
+pub fn watch_staleness(global: Global, state_dir: std::path::PathBuf, every: std::time::Duration) {
+    std::thread::spawn(move || {
+        let mut alarmed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        loop {
+            std::thread::sleep(every);
+            let Ok(Some(config)) = settings::config(&global) else { continue };
+            let Ok(Some(history)) = History::open_existing(&state_dir) else { continue };
+            let now = chrono::Utc::now();
+            for (name, job) in &config.file.jobs {
+                let Ok(runs) = history.job_runs(name) else { continue };
+                let limit = crate::health::stale_limit(job, &config, now);
+                let last_success = runs.last_success.as_ref().map(|r| r.started);
+                let stale = crate::health::stale(limit, last_success, runs.first_started, now);
+                if stale.is_none() {
+                    alarmed.remove(name);
+                    continue;
+                }
+                if !alarmed.insert(name.clone()) || job.notify.is_empty() {
+                    continue;
+                }
+                crate::daemon::log(&format!("job {name}: STALE (no success within its expected interval)"));
+                let since = last_success.map(|t| t.with_timezone(&chrono::Local).fixed_offset());
+                let message = Message::stale(name, &settings::hostname(), since);
+                notify::deliver(&config, &job.notify, &message);
+            }
+        }
+    });
+}

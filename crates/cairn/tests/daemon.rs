@@ -288,3 +288,65 @@ fn count_files(dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(dir) else { return 0 };
     entries.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum()
 }
+
+/// A webhook receiver on 127.0.0.1: every request body, in order.
+fn webhook_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if data.len() >= end + 4 + length {
+                        seen.lock().unwrap().push(text[end + 4..].to_string());
+                        break;
+                    }
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn a_job_that_stops_succeeding_raises_a_stale_alarm_once() {
+    let (url, bodies) = webhook_sink();
+    let p = Project::new(&format!(
+        "[notifiers.hook]\ntype = \"webhook\"\nurl = \"{url}\"\n\n[jobs.broken]\nstale_after = \"1s\"\n\
+         notify = [{{ notifier = \"hook\", on = [\"failure\", \"stale\"] }}]\n\n\
+         [[jobs.broken.sources]]\ntype = \"files\"\npath = \"missing\"\n"
+    ));
+    let mut daemon = p.daemon();
+    daemon.ready(&p);
+    let out = p.run_now("broken");
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let has = |what: &str| bodies.lock().unwrap().iter().filter(|b| b.contains(what)).count();
+    daemon.until("a failure and then a stale notification", Duration::from_secs(60), || {
+        has("\"failure\"") >= 1 && has("\"stale\"") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(has("\"stale\""), 1, "the alarm is raised once, not every check: {:?}", bodies.lock().unwrap());
+    daemon.signal("TERM");
+    daemon.wait(Duration::from_secs(60));
+}

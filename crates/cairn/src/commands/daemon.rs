@@ -36,6 +36,9 @@ pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
         Arc::new(crate::runs::HistorySink::open(&state_dir)),
         Arc::new(crate::runs::NotifySink::new(global.clone(), true)),
     ];
+    // The stale alarm looks once a minute (every second under the test-only fast cron).
+    let every = std::time::Duration::from_secs(if env::get(env::CRON_SECONDS).is_some() { 1 } else { 60 });
+    crate::runs::watch_staleness(global.clone(), state_dir.clone(), every);
     let runner =
         Threads { global: global.clone(), sinks, pruner: Arc::new(crate::runs::RepoPruner { global: global.clone() }) };
     let daemon = Daemon::new(SystemClock, runner, config, state_dir, tx, env::get(env::CRON_SECONDS))?;

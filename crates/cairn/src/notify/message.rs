@@ -118,8 +118,6 @@ impl Message {
     }
 
     /// The job has not succeeded since `last_success` (`None`: never).
-    // For the stale alarm of the daemon, which is not built yet.
-    #[allow(dead_code)]
     pub fn stale(job: &str, host: &str, last_success: Option<DateTime<FixedOffset>>) -> Message {
         Message { last_success, ..Message::bare(NotifyEvent::Stale, job, host) }
     }
