@@ -70,6 +70,15 @@ impl From<files::FilesError> for SourceError {
     }
 }
 
+/// A percent-encoded part of a database URL (user, password, database), decoded. `what` and
+/// `store` name it in the error, which never quotes the text (it may be a password).
+pub(crate) fn url_part(text: &str, what: &str, store: &str) -> Result<String, SourceError> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| SourceError::new(format!("the {what} in the {store} URL is not valid UTF-8 once decoded")))
+}
+
 /// A password or similar secret: never printed by `Debug`, never put on a command line.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Password(pub String);

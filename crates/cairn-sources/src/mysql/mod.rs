@@ -157,31 +157,7 @@ fn unknown_databases(server: &Server<'_>, missing: &[&str], existing: &[String])
 
 /// Percent-decode a URL part.
 fn decode(part: &str, what: &str) -> Result<String, SourceError> {
-    percent_decode(part)
-        .ok_or_else(|| SourceError::new(format!("the {what} in the MySQL URL is not valid UTF-8 once decoded")))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::url_part(part, what, "MySQL")
 }
 
 #[cfg(test)]

@@ -125,23 +125,8 @@ impl PostgresSource {
     }
 }
 
-/// Undo URL percent-encoding; `what` names the part for the message (never its value).
 fn decode(text: &str, what: &str) -> Result<String, SourceError> {
-    let bad = || SourceError::new(format!("the {what} in the PostgreSQL URL is not validly percent-encoded UTF-8"));
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
+    crate::url_part(text, what, "PostgreSQL")
 }
 
 /// The stream name of a database's dump: `<name>.pgdump` (see [`crate::streams::file_name`]).
