@@ -156,10 +156,25 @@ impl<R: Read> ChunkStream<'_, R> {
     }
 }
 
+impl<R: Read> ChunkStream<'_, R> {
+    /// The reader is exhausted: every chunk still to come is already in memory.
+    pub fn buffered_to_end(&self) -> bool {
+        self.eof
+    }
+}
+
 impl<R: Read> Iterator for ChunkStream<'_, R> {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_into(Vec::new())
+    }
+}
+
+impl<R: Read> ChunkStream<'_, R> {
+    /// The next chunk, copied into `buffer` (cleared first): reusing buffers spares the
+    /// allocator and the kernel the work of fresh pages for every chunk.
+    pub fn next_into(&mut self, mut buffer: Vec<u8>) -> Option<io::Result<Vec<u8>>> {
         if let Err(e) = self.fill() {
             return Some(Err(e));
         }
@@ -168,9 +183,10 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
             return None;
         }
         let len = self.chunker.cut(pending);
-        let chunk = pending[..len].to_vec();
+        buffer.clear();
+        buffer.extend_from_slice(&pending[..len]);
         self.start += len;
-        Some(Ok(chunk))
+        Some(Ok(buffer))
     }
 }
 

@@ -72,6 +72,13 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Start an empty pack in `buffer`, a finished pack's allocation.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        debug_assert!(self.is_empty());
+        buffer.clear();
+        self.bytes = buffer;
+    }
+
     /// Make room for `bytes` more bytes of blobs.
     pub fn reserve(&mut self, bytes: usize) {
         self.bytes.reserve_exact(bytes);

@@ -41,7 +41,8 @@ pub struct Repository {
     storage: Arc<dyn Storage>,
     keys: Arc<Keys>,
     config: RepoConfig,
-    index: RwLock<Index>,
+    /// Shared with writers, whose workers look blobs up while hashing.
+    index: Arc<RwLock<Index>>,
     /// Index files that could not be read at the last load, with the reason.
     damaged_index: std::sync::Mutex<Vec<String>>,
     /// Marks that could not be read at the last load, with the reason.
@@ -66,7 +67,7 @@ impl Repository {
             storage,
             keys: Arc::new(keys),
             config,
-            index: RwLock::default(),
+            index: Arc::default(),
             damaged_index: Default::default(),
             damaged_marks: Default::default(),
         })
@@ -84,7 +85,7 @@ impl Repository {
             storage,
             keys: Arc::new(Keys::from_master(master)),
             config,
-            index: RwLock::default(),
+            index: Arc::default(),
             damaged_index: Default::default(),
             damaged_marks: Default::default(),
         };
@@ -112,6 +113,11 @@ impl Repository {
     /// Read access to the in-memory index.
     pub fn index(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().expect("index lock poisoned")
+    }
+
+    /// The index itself, for threads that outlive a borrow of the repository.
+    pub(crate) fn shared_index(&self) -> Arc<RwLock<Index>> {
+        self.index.clone()
     }
 
     /// Read every index file again, and the marks prune left.

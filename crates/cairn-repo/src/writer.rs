@@ -1,14 +1,20 @@
 //! The write pipeline of a backup.
 //!
 //! ```text
-//! caller thread:  read → chunk → keyed hash → dedup (index + pending set)
-//!                         │ new blobs only, bounded queue
-//! worker threads: compress → seal → append to the open pack of its kind
+//! caller thread:  read → chunk ─┬─ small stream: keyed hash → dedup ─ new blobs only ─┐
+//!                               └─ large stream: every chunk, unhashed ───────────────┤
+//!                                                                      bounded queue │
+//! worker threads: [keyed hash → dedup (index + pending set)] → compress → seal → append
+//!                 to the open pack of its kind
 //!                         │ pack full: sealed header, pack id (bounded queue of 2 packs)
 //! upload thread:  upload pack → every N packs, upload an index file
 //! ```
 //!
-//! Uploads have their own thread so that a slow write or fsync never stops compression.
+//! A stream that fits in one read buffer (most files) is hashed by the caller: many callers
+//! then read many files at once. A longer one is only read and cut by its caller, and its
+//! chunks are hashed by the workers, so that one large file keeps every core busy; their ids
+//! come back in stream order through a [`StreamIds`] list. Uploads have their own thread so
+//! that a slow write or fsync never stops compression.
 //!
 //! Commit order, which is what makes a killed run harmless: a pack is uploaded before any
 //! index file names it, index files before the snapshot that needs them (the snapshot is
@@ -18,8 +24,9 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cairn_storage::Storage;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -29,7 +36,7 @@ use crate::compress;
 use crate::crypto::Keys;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::index::{self, IndexedPack};
+use crate::index::{self, Index, IndexedPack};
 use crate::pack::{pack_key, BlobKind, PackBuilder};
 use crate::repo::Repository;
 use crate::tree::Tree;
@@ -112,8 +119,65 @@ pub struct SavedStream {
 
 struct Job {
     kind: BlobKind,
-    id: Id,
     data: Vec<u8>,
+    dest: Dest,
+}
+
+/// What a worker knows of a job's blob.
+enum Dest {
+    /// Hashed by the caller and new to the repository.
+    New(Id),
+    /// Not hashed yet: its id goes to position `.1` of a stream's list.
+    Stream(Arc<StreamIds>, usize),
+}
+
+/// Ids of a stream's chunks, filled in by the workers as they hash them.
+#[derive(Default)]
+struct StreamIds {
+    state: Mutex<StreamIdsState>,
+    filled: Condvar,
+}
+
+#[derive(Default)]
+struct StreamIdsState {
+    ids: Vec<Id>,
+    missing: usize,
+}
+
+impl StreamIds {
+    /// Room for the next chunk's id; returns its position.
+    fn reserve(&self) -> usize {
+        let mut state = self.state.lock().expect("stream ids lock poisoned");
+        state.ids.push(Id([0; 32]));
+        state.missing += 1;
+        state.ids.len() - 1
+    }
+
+    /// Record the id at `at` (or, with `None`, that a failed pipeline dropped the chunk).
+    fn fill(&self, at: usize, id: Option<Id>) {
+        let mut state = self.state.lock().expect("stream ids lock poisoned");
+        if let Some(id) = id {
+            state.ids[at] = id;
+        }
+        state.missing -= 1;
+        if state.missing == 0 {
+            self.filled.notify_all();
+        }
+    }
+
+    /// Wait until every reserved id is filled in, or the pipeline failed.
+    fn wait(&self, failed: &AtomicBool) -> Option<Vec<Id>> {
+        let mut state = self.state.lock().expect("stream ids lock poisoned");
+        while state.missing > 0 {
+            if failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            // Workers fill every job they take, failed or not; the timeout only bounds the
+            // wait should a worker die without doing so.
+            state = self.filled.wait_timeout(state, Duration::from_millis(200)).expect("stream ids lock poisoned").0;
+        }
+        (!failed.load(Ordering::SeqCst)).then(|| std::mem::take(&mut state.ids))
+    }
 }
 
 /// Packs uploaded so far; those from `indexed` on are not yet in an index file.
@@ -134,6 +198,8 @@ struct Upload {
 struct Shared {
     storage: Arc<dyn Storage>,
     keys: Arc<Keys>,
+    /// The repository's index, for the workers' dedup lookups.
+    index: Arc<RwLock<Index>>,
     options: WriterOptions,
     /// Blobs queued or written by this writer, not yet in the repository's index.
     pending: Mutex<HashSet<Id>>,
@@ -145,6 +211,42 @@ struct Shared {
     failed: AtomicBool,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
+    spares: Spares,
+}
+
+/// Buffers of finished work, kept for the next chunk or pack: a fresh allocation of this
+/// size costs page faults and zeroed pages, which the kernel bills at several percent of a
+/// backup.
+#[derive(Default)]
+struct Spares {
+    chunks: Mutex<Vec<Vec<u8>>>,
+    packs: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Spare chunk buffers kept: about as many as chunks in flight.
+const SPARE_CHUNKS: usize = 8;
+/// Spare pack buffers kept: packs rotate through building, queued and uploading.
+const SPARE_PACKS: usize = 2;
+
+impl Spares {
+    fn take(pool: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
+        pool.lock().expect("spares lock poisoned").pop().unwrap_or_default()
+    }
+
+    fn give(pool: &Mutex<Vec<Vec<u8>>>, buffer: Vec<u8>, kept: usize) {
+        let mut pool = pool.lock().expect("spares lock poisoned");
+        if pool.len() < kept && buffer.capacity() > 0 {
+            pool.push(buffer);
+        }
+    }
+
+    fn give_chunk(&self, buffer: Vec<u8>) {
+        Spares::give(&self.chunks, buffer, SPARE_CHUNKS);
+    }
+
+    fn give_pack(&self, buffer: Vec<u8>) {
+        Spares::give(&self.packs, buffer, SPARE_PACKS);
+    }
 }
 
 /// Saves blobs into a repository; see the module documentation for the pipeline.
@@ -170,6 +272,7 @@ impl<'r> Writer<'r> {
         let shared = Arc::new(Shared {
             storage: repo.storage().clone(),
             keys: repo.keys().clone(),
+            index: repo.shared_index(),
             options,
             pending: Mutex::default(),
             packers: Default::default(),
@@ -178,6 +281,7 @@ impl<'r> Writer<'r> {
             failed: AtomicBool::new(false),
             error: Mutex::default(),
             stats: WriterStats::default(),
+            spares: Spares::default(),
         });
         let threads = options.threads.max(1);
         // Two jobs per worker in flight: enough to keep them busy, little memory.
@@ -241,29 +345,47 @@ impl<'r> Writer<'r> {
     pub fn save_blob(&self, kind: BlobKind, data: Vec<u8>) -> Result<Id> {
         self.check_failed()?;
         let id = self.shared.keys.blob_id(&data);
-        let stats = &self.shared.stats;
-        stats.blobs_seen.fetch_add(1, Ordering::Relaxed);
-        stats.bytes_seen.fetch_add(data.len() as u64, Ordering::Relaxed);
-        if self.repo.index().contains(&id) || !self.shared.pending.lock().expect("pending lock poisoned").insert(id) {
-            return Ok(id);
-        }
-        stats.blobs_new.fetch_add(1, Ordering::Relaxed);
-        let tx = self.tx.as_ref().expect("sender lives until finish");
-        if tx.send(Job { kind, id, data }).is_err() {
-            return Err(self.take_error());
+        if self.shared.is_new(id, data.len()) {
+            self.send(Job { kind, data, dest: Dest::New(id) })?;
+        } else {
+            self.shared.spares.give_chunk(data);
         }
         Ok(id)
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let tx = self.tx.as_ref().expect("sender lives until finish");
+        tx.send(job).map_err(|_| self.take_error())
     }
 
     /// Cut a stream into chunks and save them.
     pub fn save_stream(&self, reader: impl Read, params: ChunkParams) -> Result<SavedStream, SaveError> {
         let chunker = Chunker::new(self.shared.keys.gear(), params);
+        let mut chunks = chunker.stream(reader);
+        let spare = || Spares::take(&self.shared.spares.chunks);
         let mut saved = SavedStream::default();
-        for chunk in chunker.stream(reader) {
-            let chunk = chunk.map_err(SaveError::Source)?;
-            saved.size += chunk.len() as u64;
-            saved.content.push(self.save_blob(BlobKind::Data, chunk)?);
+        let Some(first) = chunks.next_into(spare()) else { return Ok(saved) };
+        let mut next = Some(first);
+        if chunks.buffered_to_end() {
+            while let Some(chunk) = next.take().or_else(|| chunks.next_into(spare())) {
+                let chunk = chunk.map_err(SaveError::Source)?;
+                saved.size += chunk.len() as u64;
+                saved.content.push(self.save_blob(BlobKind::Data, chunk)?);
+            }
+            return Ok(saved);
         }
+        // Longer than one read buffer: the workers hash, this thread goes on reading.
+        let ids = Arc::new(StreamIds::default());
+        while let Some(chunk) = next.take().or_else(|| chunks.next_into(spare())) {
+            let chunk = chunk.map_err(SaveError::Source)?;
+            self.check_failed()?;
+            saved.size += chunk.len() as u64;
+            let at = ids.reserve();
+            if let Err(e) = self.send(Job { kind: BlobKind::Data, data: chunk, dest: Dest::Stream(ids.clone(), at) }) {
+                return Err(e.into());
+            }
+        }
+        saved.content = ids.wait(&self.shared.failed).ok_or_else(|| self.take_error())?;
         Ok(saved)
     }
 
@@ -316,15 +438,50 @@ impl Drop for Writer<'_> {
     }
 }
 
+impl Shared {
+    /// Count a blob handed in; true if neither the repository nor this writer has it yet
+    /// (it is then this caller's to store).
+    fn is_new(&self, id: Id, len: usize) -> bool {
+        self.stats.blobs_seen.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_seen.fetch_add(len as u64, Ordering::Relaxed);
+        if self.index.read().expect("index lock poisoned").contains(&id)
+            || !self.pending.lock().expect("pending lock poisoned").insert(id)
+        {
+            return false;
+        }
+        self.stats.blobs_new.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
 fn worker(rx: &Receiver<Job>, shared: &Shared) {
-    for job in rx {
-        // After a failure keep draining so the producer never blocks on a full queue.
+    // One buffer for every blob this worker seals.
+    let mut sealed = Vec::new();
+    for Job { kind, data, dest } in rx {
+        // After a failure keep draining (and releasing stream waiters) so that no producer
+        // blocks on a full queue.
         if shared.failed.load(Ordering::SeqCst) {
+            if let Dest::Stream(ids, at) = dest {
+                ids.fill(at, None);
+            }
             continue;
         }
-        if let Err(e) = store_blob(shared, job) {
+        let id = match dest {
+            Dest::New(id) => id,
+            Dest::Stream(ids, at) => {
+                let id = shared.keys.blob_id(&data);
+                ids.fill(at, Some(id));
+                if !shared.is_new(id, data.len()) {
+                    shared.spares.give_chunk(data);
+                    continue;
+                }
+                id
+            }
+        };
+        if let Err(e) = store_blob(shared, kind, id, &data, &mut sealed) {
             fail(shared, e);
         }
+        shared.spares.give_chunk(data);
     }
 }
 
@@ -345,23 +502,25 @@ fn uploader(rx: &Receiver<Upload>, shared: &Shared) {
     }
 }
 
-fn store_blob(shared: &Shared, job: Job) -> Result<()> {
-    let mut sealed = Vec::with_capacity(job.data.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+fn store_blob(shared: &Shared, kind: BlobKind, id: Id, data: &[u8], sealed: &mut Vec<u8>) -> Result<()> {
+    sealed.clear();
+    sealed.reserve(data.len() + 1 + crate::crypto::SEAL_OVERHEAD);
     sealed.resize(crate::crypto::NONCE_LEN, 0);
-    compress::compress_into(&job.data, shared.options.compression, &mut sealed);
-    shared.keys.seal_in_place(&mut sealed, &job.id.0);
-    let raw_len = u32::try_from(job.data.len()).expect("chunks stay far below 4 GiB");
+    compress::compress_into(data, shared.options.compression, sealed);
+    shared.keys.seal_in_place(sealed, &id.0);
+    let raw_len = u32::try_from(data.len()).expect("chunks stay far below 4 GiB");
     let full = {
-        let mut packer = shared.packers[job.kind as usize].lock().expect("packer lock poisoned");
+        let mut packer = shared.packers[kind as usize].lock().expect("packer lock poisoned");
         if packer.is_empty() {
+            packer.recycle(Spares::take(&shared.spares.packs));
             // Room for a full pack and one more blob: the buffer never doubles past that.
             packer.reserve(shared.options.pack_size + sealed.len());
         }
-        packer.add(job.kind, job.id, &sealed, raw_len);
+        packer.add(kind, id, sealed, raw_len);
         (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
     };
     if let Some(packer) = full {
-        send_pack(shared, job.kind, packer)?;
+        send_pack(shared, kind, packer)?;
     }
     Ok(())
 }
@@ -381,6 +540,7 @@ fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
     let Upload { kind, id, bytes, entries } = upload;
     shared.storage.put(&pack_key(&id), &bytes)?;
     shared.stats.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    shared.spares.give_pack(bytes);
     shared.written.lock().expect("written lock poisoned").packs.push(IndexedPack { id, kind, entries });
     Ok(())
 }
@@ -402,4 +562,85 @@ fn write_index(shared: &Shared, always: bool) -> Result<()> {
     shared.written.lock().expect("written lock poisoned").indexed += count;
     shared.stats.bytes_stored.fetch_add(sealed.len() as u64, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use cairn_storage::{Fault, FaultStorage, MemStorage};
+
+    use super::*;
+    use crate::keyslot::{KdfParams, Secret};
+    use crate::repo::SlotInfo;
+
+    fn repo(storage: Arc<dyn Storage>) -> Repository {
+        let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
+        Repository::init(storage, &Secret::Password("test".into()), &slot).unwrap()
+    }
+
+    fn noise(seed: u8, len: usize) -> Vec<u8> {
+        let mut out = vec![0; len];
+        blake3::Hasher::new().update(&[seed]).finalize_xof().fill(&mut out);
+        out
+    }
+
+    const SMALL: ChunkParams = ChunkParams { avg: 1 << 12 };
+    const OPTIONS: WriterOptions = WriterOptions { compression: 1, pack_size: 64 << 10, threads: 2 };
+
+    /// What sequential chunking and hashing would give: the stream's ids, in order.
+    fn expected_ids(repo: &Repository, data: &[u8]) -> Vec<Id> {
+        Chunker::new(repo.keys().gear(), SMALL).split(data).map(|c| repo.keys().blob_id(c)).collect()
+    }
+
+    #[test]
+    fn a_long_stream_hashed_by_the_workers_keeps_its_order_and_dedups() {
+        let repo = repo(Arc::new(MemStorage::new()));
+        // Far longer than one read buffer (2 x 16 KiB), with a repeated stretch inside.
+        let a = noise(1, 300_000);
+        let data = [a.as_slice(), &noise(2, 100_000), a.as_slice()].concat();
+        let writer = repo.writer(OPTIONS);
+        let saved = writer.save_stream(data.as_slice(), SMALL).unwrap();
+        let totals = writer.finish().unwrap();
+        let expected = expected_ids(&repo, &data);
+        assert_eq!(saved.content, expected);
+        assert_eq!(saved.size, data.len() as u64);
+        let unique: HashSet<_> = expected.iter().collect();
+        assert_eq!(totals.blobs_seen as usize, expected.len());
+        assert_eq!(totals.blobs_new as usize, unique.len(), "the repeated stretch is stored once");
+        let back: Vec<u8> = saved.content.iter().flat_map(|id| repo.load_blob(id).unwrap()).collect();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn a_short_stream_is_hashed_by_its_caller_with_the_same_result() {
+        let repo = repo(Arc::new(MemStorage::new()));
+        let data = noise(3, 20_000);
+        let writer = repo.writer(OPTIONS);
+        let saved = writer.save_stream(data.as_slice(), SMALL).unwrap();
+        let again = writer.save_stream(data.as_slice(), SMALL).unwrap();
+        let totals = writer.finish().unwrap();
+        assert_eq!(saved.content, expected_ids(&repo, &data));
+        assert_eq!(again.content, saved.content);
+        assert_eq!(totals.blobs_new as usize, saved.content.len());
+        assert!(all_indexed(&repo, &saved.content));
+    }
+
+    fn all_indexed(repo: &Repository, ids: &[Id]) -> bool {
+        ids.iter().all(|id| repo.index().contains(id))
+    }
+
+    #[test]
+    fn a_failing_upload_ends_a_long_stream_with_an_error_not_a_hang() {
+        let probe = Arc::new(FaultStorage::new(MemStorage::new(), Fault::None));
+        repo(probe.clone());
+        let first_pack = probe.writes() + 1;
+        let repo = repo(Arc::new(FaultStorage::new(MemStorage::new(), Fault::CrashAtWrite(first_pack))));
+        let data = noise(4, 4 << 20);
+        let writer = repo.writer(OPTIONS);
+        match writer.save_stream(data.as_slice(), SMALL) {
+            Err(SaveError::Repo(e)) => assert!(e.to_string().contains("injected"), "{e}"),
+            other => panic!("expected the upload's error, got {other:?}"),
+        }
+    }
 }

@@ -357,13 +357,15 @@ impl<'a, 'w> Walker<'a, 'w> {
                 return Ok(None);
             }
         };
-        entries.sort_by_key(|a| a.file_name());
+        entries.sort_by_cached_key(std::fs::DirEntry::file_name);
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let name = entry.file_name();
             let child_path = entry.path();
             let child_rel = rel.join(&name);
-            let meta = match fs::symlink_metadata(&child_path) {
+            // Through the open directory (fstatat), not the full path: on a large tree,
+            // walking every path again from the root costs more than the stat itself.
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // deleted meanwhile
                 Err(e) => {
