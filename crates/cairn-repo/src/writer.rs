@@ -224,9 +224,9 @@ struct Spares {
 }
 
 /// Spare chunk buffers kept: about as many as chunks in flight.
-const SPARE_CHUNKS: usize = 8;
+const SPARE_CHUNKS: usize = 2;
 /// Spare pack buffers kept: packs rotate through building, queued and uploading.
-const SPARE_PACKS: usize = 2;
+const SPARE_PACKS: usize = 1;
 
 impl Spares {
     fn take(pool: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
