@@ -96,17 +96,22 @@ impl SafetyCopy for NoSafetyCopy {
 pub mod scratch {
     use super::*;
 
-    type Cleanup = Box<dyn Fn() + Send + Sync>;
+    type Cleanup = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
     static LIVE: Mutex<Vec<(u64, String, Cleanup)>> = Mutex::new(Vec::new());
+    /// Held by [`cleanup_all`] from before it takes the targets until they are all dropped,
+    /// so that a guard whose target it took can wait for the drop to finish.
+    static CLEANING: Mutex<()> = Mutex::new(());
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
     /// A registered scratch target; dropping it runs the cleanup once and unregisters it.
+    /// If [`cleanup_all`] (another thread) took the target, dropping the guard waits until
+    /// that cleanup is done: the owner never gets ahead of the drop of its own target.
     pub struct Guard(u64);
 
     /// Register `cleanup` (which must be safe to run from another thread, and more than
-    /// once) for the scratch target `what`.
-    pub fn register(what: &str, cleanup: impl Fn() + Send + Sync + 'static) -> Guard {
+    /// once; it says what went wrong when it fails) for the scratch target `what`.
+    pub fn register(what: &str, cleanup: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Guard {
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((id, what.to_string(), Box::new(cleanup)));
         Guard(id)
@@ -118,21 +123,21 @@ pub mod scratch {
                 let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
                 live.iter().position(|(id, _, _)| *id == self.0).map(|i| live.remove(i))
             };
-            if let Some((_, _, cleanup)) = entry {
-                cleanup();
+            match entry {
+                // A failure here is the owner's to live with: the target is a scratch one
+                // and the run's own result already says what went wrong.
+                Some((_, _, cleanup)) => drop(cleanup()),
+                None => drop(CLEANING.lock().unwrap_or_else(|e| e.into_inner())),
             }
         }
     }
 
-    /// Drop every live scratch target (for a signal handler); returns what was dropped.
-    pub fn cleanup_all() -> Vec<String> {
+    /// Drop every live scratch target (for a signal handler); returns, for each target,
+    /// its description and what went wrong if it could not be dropped.
+    pub fn cleanup_all() -> Vec<(String, Result<(), String>)> {
+        let _cleaning = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
         let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
-        live.into_iter()
-            .map(|(_, what, cleanup)| {
-                cleanup();
-                what
-            })
-            .collect()
+        live.into_iter().map(|(_, what, cleanup)| (what, cleanup())).collect()
     }
 
     /// A name for a scratch database: recognisable, unique on this host, and short.
@@ -159,16 +164,38 @@ mod tests {
         let c = count.clone();
         let guard = scratch::register("a", move || {
             c.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         });
         drop(guard);
         assert_eq!(count.load(Ordering::SeqCst), 1);
         let c = count.clone();
         let guard = scratch::register("b", move || {
             c.fetch_add(1, Ordering::SeqCst);
+            Err("the server went away".to_string())
         });
-        assert!(scratch::cleanup_all().contains(&"b".to_string()));
+        let cleaned = scratch::cleanup_all();
+        assert!(cleaned.contains(&("b".to_string(), Err("the server went away".to_string()))), "{cleaned:?}");
         drop(guard);
         assert_eq!(count.load(Ordering::SeqCst), 2, "a cleaned-up target is not cleaned again");
+    }
+
+    #[test]
+    fn a_guard_whose_target_another_thread_is_dropping_waits_for_the_drop() {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let started_tx = Mutex::new(started_tx);
+        let guard = scratch::register("slow", move || {
+            let _ = started_tx.lock().unwrap().send(());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            d.store(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let cleaner = std::thread::spawn(scratch::cleanup_all);
+        started.recv_timeout(std::time::Duration::from_secs(10)).expect("the cleanup started");
+        drop(guard);
+        assert_eq!(done.load(Ordering::SeqCst), 1, "the owner went on before its target was dropped");
+        cleaner.join().unwrap();
     }
 
     #[test]

@@ -31,8 +31,10 @@ impl MysqlSource {
             let drop_sql = format!("DROP DATABASE IF EXISTS {}", identifier(&name));
             let drop_tool = server.client();
             let _guard = scratch::register(&format!("MySQL database {name}"), move || {
-                let _ =
-                    drop_tool.write_stdin(|w| w.write_all(drop_sql.as_bytes()).map_err(|e| write_error("mysql", &e)));
+                drop_tool
+                    .write_stdin(|w| w.write_all(drop_sql.as_bytes()).map_err(|e| write_error("mysql", &e)))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             });
             let started = Instant::now();
             self.restore(&scratch_request(repo, entry, name.clone(), vec![original.to_string()]))?;

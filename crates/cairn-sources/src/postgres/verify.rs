@@ -37,7 +37,7 @@ impl PostgresSource {
                 .psql("postgres")
                 .args(["-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))]);
             let _guard = scratch::register(&format!("PostgreSQL database {name}"), move || {
-                let _ = drop_it.output();
+                drop_it.output().map(drop).map_err(|e| e.to_string())
             });
             let started = Instant::now();
             self.restore(&scratch_request(repo, entry, name.clone(), vec![db.name.clone()]))?;

@@ -15,7 +15,10 @@ pub fn verify(repo: &Repository, entry: &SourceEntry, scratch_dir: &Path) -> Res
     let target = scratch_dir.join("verify.db");
     let _guard = {
         let target = target.clone();
-        scratch::register(&target.display().to_string(), move || remove_db_files(&target))
+        scratch::register(&target.display().to_string(), move || {
+            remove_db_files(&target);
+            Ok(())
+        })
     };
     let started = Instant::now();
     restore(&scratch_request(repo, entry, target.display().to_string(), Vec::new()))?;

@@ -133,8 +133,9 @@ impl ScratchDir {
         })?;
         let path = dir.keep();
         let removed = path.clone();
-        let guard = scratch::register(&path.display().to_string(), move || {
-            let _ = std::fs::remove_dir_all(&removed);
+        let guard = scratch::register(&path.display().to_string(), move || match std::fs::remove_dir_all(&removed) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
         });
         Ok(ScratchDir { path, _guard: guard })
     }
@@ -146,8 +147,15 @@ fn drop_scratch_targets_on_signals() -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            let dropped = scratch::cleanup_all();
-            eprintln!("interrupted: dropped the scratch targets ({})", dropped.join(", "));
+            for (what, dropped) in scratch::cleanup_all() {
+                match dropped {
+                    Ok(()) => eprintln!("interrupted: dropped the scratch target {what}"),
+                    Err(e) => eprintln!(
+                        "interrupted: could NOT drop the scratch target {what}: {e}\n\
+                         hint: it holds only a verification copy; remove it by hand"
+                    ),
+                }
+            }
             std::process::exit(128 + signal);
         }
     });
