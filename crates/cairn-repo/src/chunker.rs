@@ -154,27 +154,16 @@ impl<R: Read> ChunkStream<'_, R> {
         }
         Ok(())
     }
-}
 
-impl<R: Read> ChunkStream<'_, R> {
     /// The reader is exhausted: every chunk still to come is already in memory.
     pub fn buffered_to_end(&self) -> bool {
         self.eof
     }
-}
 
-impl<R: Read> Iterator for ChunkStream<'_, R> {
-    type Item = io::Result<Vec<u8>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_into(Vec::new())
-    }
-}
-
-impl<R: Read> ChunkStream<'_, R> {
-    /// The next chunk, copied into `buffer` (cleared first): reusing buffers spares the
-    /// allocator and the kernel the work of fresh pages for every chunk.
-    pub fn next_into(&mut self, mut buffer: Vec<u8>) -> Option<io::Result<Vec<u8>>> {
+    /// The next chunk, copied into a buffer from `buffer` (cleared first), which is asked
+    /// for only when there is a chunk: reusing buffers spares the allocator and the kernel
+    /// the work of fresh pages for every chunk.
+    pub fn next_with(&mut self, buffer: impl FnOnce() -> Vec<u8>) -> Option<io::Result<Vec<u8>>> {
         if let Err(e) = self.fill() {
             return Some(Err(e));
         }
@@ -183,10 +172,19 @@ impl<R: Read> ChunkStream<'_, R> {
             return None;
         }
         let len = self.chunker.cut(pending);
-        buffer.clear();
-        buffer.extend_from_slice(&pending[..len]);
+        let mut chunk = buffer();
+        chunk.clear();
+        chunk.extend_from_slice(&pending[..len]);
         self.start += len;
-        Some(Ok(buffer))
+        Some(Ok(chunk))
+    }
+}
+
+impl<R: Read> Iterator for ChunkStream<'_, R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with(Vec::new)
     }
 }
 

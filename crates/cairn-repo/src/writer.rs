@@ -233,6 +233,14 @@ impl Spares {
         pool.lock().expect("spares lock poisoned").pop().unwrap_or_default()
     }
 
+    fn take_chunk(&self) -> Vec<u8> {
+        Spares::take(&self.chunks)
+    }
+
+    fn take_pack(&self) -> Vec<u8> {
+        Spares::take(&self.packs)
+    }
+
     fn give(pool: &Mutex<Vec<Vec<u8>>>, buffer: Vec<u8>, kept: usize) {
         let mut pool = pool.lock().expect("spares lock poisoned");
         if pool.len() < kept && buffer.capacity() > 0 {
@@ -358,34 +366,34 @@ impl<'r> Writer<'r> {
         tx.send(job).map_err(|_| self.take_error())
     }
 
-    /// Cut a stream into chunks and save them.
+    /// Cut a stream into chunks and save them. A stream that fits in one read buffer is
+    /// hashed here; a longer one is hashed by the workers (its ids collected in order in a
+    /// [`StreamIds`]) while this thread goes on reading, so one large file keeps every
+    /// core busy.
     pub fn save_stream(&self, reader: impl Read, params: ChunkParams) -> Result<SavedStream, SaveError> {
         let chunker = Chunker::new(self.shared.keys.gear(), params);
         let mut chunks = chunker.stream(reader);
-        let spare = || Spares::take(&self.shared.spares.chunks);
         let mut saved = SavedStream::default();
-        let Some(first) = chunks.next_into(spare()) else { return Ok(saved) };
-        let mut next = Some(first);
-        if chunks.buffered_to_end() {
-            while let Some(chunk) = next.take().or_else(|| chunks.next_into(spare())) {
-                let chunk = chunk.map_err(SaveError::Source)?;
-                saved.size += chunk.len() as u64;
-                saved.content.push(self.save_blob(BlobKind::Data, chunk)?);
-            }
-            return Ok(saved);
-        }
-        // Longer than one read buffer: the workers hash, this thread goes on reading.
-        let ids = Arc::new(StreamIds::default());
-        while let Some(chunk) = next.take().or_else(|| chunks.next_into(spare())) {
+        let mut by_workers: Option<Arc<StreamIds>> = None;
+        while let Some(chunk) = chunks.next_with(|| self.shared.spares.take_chunk()) {
             let chunk = chunk.map_err(SaveError::Source)?;
-            self.check_failed()?;
+            // Decided at the first chunk, when the reader has filled one buffer.
+            if saved.size == 0 && !chunks.buffered_to_end() {
+                by_workers = Some(Arc::default());
+            }
             saved.size += chunk.len() as u64;
-            let at = ids.reserve();
-            if let Err(e) = self.send(Job { kind: BlobKind::Data, data: chunk, dest: Dest::Stream(ids.clone(), at) }) {
-                return Err(e.into());
+            match &by_workers {
+                None => saved.content.push(self.save_blob(BlobKind::Data, chunk)?),
+                Some(ids) => {
+                    self.check_failed()?;
+                    let dest = Dest::Stream(ids.clone(), ids.reserve());
+                    self.send(Job { kind: BlobKind::Data, data: chunk, dest })?;
+                }
             }
         }
-        saved.content = ids.wait(&self.shared.failed).ok_or_else(|| self.take_error())?;
+        if let Some(ids) = by_workers {
+            saved.content = ids.wait(&self.shared.failed).ok_or_else(|| self.take_error())?;
+        }
         Ok(saved)
     }
 
@@ -512,7 +520,7 @@ fn store_blob(shared: &Shared, kind: BlobKind, id: Id, data: &[u8], sealed: &mut
     let full = {
         let mut packer = shared.packers[kind as usize].lock().expect("packer lock poisoned");
         if packer.is_empty() {
-            packer.recycle(Spares::take(&shared.spares.packs));
+            packer.recycle(shared.spares.take_pack());
             // Room for a full pack and one more blob: the buffer never doubles past that.
             packer.reserve(shared.options.pack_size + sealed.len());
         }
