@@ -163,18 +163,30 @@ impl Repository {
         mut add: impl FnMut(&mut T, &str, Vec<IndexedPack>),
     ) -> Result<(T, Vec<RepoError>)> {
         const ROUNDS: usize = 20;
+        const INDEX_READERS: usize = 4;
         let (mut out, mut damaged, mut seen) = (T::default(), Vec::new(), HashSet::new());
         for round in 1.. {
             let mut vanished = None;
-            for entry in self.storage.list("index/")? {
-                if !seen.insert(entry.key.clone()) {
-                    continue;
-                }
-                match self.read_index_file(&entry.key) {
-                    Ok(packs) => add(&mut out, &entry.key, packs),
-                    Err(RepoError::Storage(e)) if e.is_not_found() => vanished = Some(e),
-                    Err(e @ RepoError::Corrupt { .. }) => damaged.push(e),
-                    Err(e) => return Err(e),
+            let keys: Vec<String> =
+                self.storage.list("index/")?.into_iter().map(|e| e.key).filter(|k| seen.insert(k.clone())).collect();
+            // A few files at a time: each is a storage round trip plus decryption, so they
+            // overlap well, and what waits to be added stays small.
+            for batch in keys.chunks(INDEX_READERS) {
+                let read: Vec<Result<Vec<IndexedPack>>> = match batch {
+                    [key] => vec![self.read_index_file(key)],
+                    _ => std::thread::scope(|scope| {
+                        let readers: Vec<_> =
+                            batch.iter().map(|key| scope.spawn(move || self.read_index_file(key))).collect();
+                        readers.into_iter().map(|r| r.join().expect("an index reader panicked")).collect()
+                    }),
+                };
+                for (key, packs) in batch.iter().zip(read) {
+                    match packs {
+                        Ok(packs) => add(&mut out, key, packs),
+                        Err(RepoError::Storage(e)) if e.is_not_found() => vanished = Some(e),
+                        Err(e @ RepoError::Corrupt { .. }) => damaged.push(e),
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             match vanished {
