@@ -48,6 +48,7 @@ install_missing() {
     has_tool restic && ! command -v restic >/dev/null && pkgs+=(restic)
     has_tool borg && ! command -v borg >/dev/null && pkgs+=(borgbackup)
     [[ -x /usr/bin/time ]] || pkgs+=(time)   # the bash builtin cannot report peak RSS
+    command -v zstd >/dev/null || pkgs+=(zstd)  # for the floors (see measure_floors)
     command -v python3 >/dev/null || pkgs+=(python3)
     ((${#pkgs[@]} == 0)) && return 0
     [[ $(id -u) == 0 ]] || die "need root to install: ${pkgs[*]}"
@@ -344,12 +345,37 @@ describe_dataset() { # dataset -> "name: N files, X MiB"
         'BEGIN { printf "%s = %s: %d files, %.1f MiB", id, n, f, b / 1048576 }'
 }
 
+# What no backup tool can beat on this machine, measured beside the tools: reading
+# every byte once (tar into a pipe), reading and compressing it with zstd at cairn's
+# default level on every core, and writing as many bytes as cairn's first backup
+# stored, with fsync. A first backup cannot take less than the slowest of these.
+declare -A F=()   # "dataset|floor" -> seconds
+measure_floors() { # dataset
+    local ds=$1 p=${PRISTINE[$1]} bytes logf=$LOG_DIR/$1-floors.log
+    local dir base
+    dir=$(dirname "$p"); base=$(basename "$p")
+    log "[$ds/floors] read, read + zstd -2 -T$(nproc), write + fsync"
+    warm_cache "$p"
+    CMD=(bash -c 'tar -cf - -C "$1" "$2" | cat >/dev/null' floor "$dir" "$base")
+    run_step "$BENCH_DIR" "$logf" && F[$ds|read]=$WALL
+    CMD=(bash -c 'tar -cf - -C "$1" "$2" | zstd -2 -T"$3" -c >/dev/null' floor "$dir" "$base" "$(nproc)")
+    run_step "$BENCH_DIR" "$logf" && F[$ds|zstd]=$WALL
+    bytes=${R[$ds|size1|cairn]:-$(du_bytes "$p")}
+    mkdir -p "$SCRATCH"
+    CMD=(bash -c 'tar -cf - -C "$1" "$2" | head -c "$3" | dd of="$4" bs=16M iflag=fullblock conv=fsync status=none' \
+        floor "$dir" "$base" "$bytes" "$SCRATCH/floor.out")
+    run_step "$BENCH_DIR" "$logf" && F[$ds|write]=$WALL
+    F[$ds|write_mib]=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+    rm -rf "$SCRATCH"
+}
+
 log "run $RUN_ID: datasets [$DATASETS], tools [$TOOLS], quick=$QUICK; logs in $LOG_DIR"
 for ds in $DATASETS; do
     DS_DESC[$ds]=$(describe_dataset "$ds")
     for tool in $TOOLS; do
         bench_one "$ds" "$tool"
     done
+    measure_floors "$ds"
 done
 rm -rf "$WORK" "$SCRATCH"
 
@@ -419,6 +445,16 @@ for tool in $TOOLS; do versions+="${versions:+, }$(tool_version "$tool")"; done
             row+=" | $(ratio "$kind" "${R[$ds|$step|cairn]:-}" "${R[$ds|$step|restic]:-}") |"
             echo "$row"
         done
+    done
+    echo
+    echo "Floors (same run; seconds): what no tool can beat here. \"read\" reads every byte once"
+    echo "(tar into a pipe, one thread); \"read + zstd\" also compresses it with zstd -2 on all"
+    echo "$(nproc) cores; \"write\" writes as many bytes as cairn's first backup stored, with fsync."
+    echo
+    echo "| dataset | read | read + zstd -2 | write (MiB) + fsync | cairn first backup |"
+    echo "|---|---:|---:|---:|---:|"
+    for ds in $DATASETS; do
+        echo "| $ds | ${F[$ds|read]:--} | ${F[$ds|zstd]:--} | ${F[$ds|write]:--} (${F[$ds|write_mib]:--}) | $(fmt s "${R[$ds|b1_s|cairn]:-}") |"
     done
 } | tee "$RESULTS"
 
