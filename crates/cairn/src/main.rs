@@ -3,6 +3,24 @@
 //! `main` parses the command line, runs one command and turns its result into an exit code
 //! (see [`exit`]). Commands live in `commands/`, one file each.
 
+/// `print!` that returns the write's error instead of panicking: output piped into `head`
+/// ends the command quietly (see [`is_broken_pipe`]). Use with `?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that returns the write's error instead of panicking; see [`out!`].
+macro_rules! outln {
+    () => {
+        $crate::output::stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cli;
 mod commands;
 mod config;

@@ -11,6 +11,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::env;
 
+/// Write to stdout (for [`out!`] and [`outln!`]); a closed pipe is an error to return, not
+/// a panic.
+pub fn stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    std::io::stdout().lock().write_fmt(args)
+}
+
 /// `1.5 GiB`, `12.0 MiB`, `512 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

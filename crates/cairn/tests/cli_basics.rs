@@ -512,3 +512,21 @@ fn key_slots_add_list_use_and_remove() {
     cairn.ok(&["check"]);
     assert!(Path::new(&key_file).exists());
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    build_sample_tree(&src, 2);
+    let cairn = Cairn::new(tmp.path().join("repo"));
+    cairn.init();
+    cairn.backup_json(&[&src], &[]);
+    // `cairn ... | head -0`: the reader is gone before the first line is written.
+    for args in [&["snapshots"][..], &["ls", "latest"], &["show", "latest"], &["snapshots", "--json"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = cairn.command(args).stdout(writer).output().unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", describe(&out));
+        assert!(stderr(&out).is_empty(), "{args:?} said something on stderr: {}", describe(&out));
+    }
+}

@@ -109,15 +109,15 @@ fn report_jobs(global: &Global, args: &BackupArgs, results: &[JobResult]) -> Res
     }
     for r in results {
         match &r.snapshot {
-            Some(id) => println!(
+            Some(id) => outln!(
                 "job {}: snapshot {} saved to {} ({}) in {}",
                 r.job,
                 &id[..8],
                 r.repository,
                 r.outcome.name(),
                 output::duration(r.duration_secs)
-            ),
-            None => println!("job {}: nothing saved to {} (failed)", r.job, r.repository),
+            )?,
+            None => outln!("job {}: nothing saved to {} (failed)", r.job, r.repository)?,
         }
         for s in &r.sources {
             let status = match s.status {
@@ -125,19 +125,19 @@ fn report_jobs(global: &Global, args: &BackupArgs, results: &[JobResult]) -> Res
                 SourceStatus::Partial => "partial",
                 SourceStatus::Failed => "failed",
             };
-            print!("  {:<14} {:<9} {:<8}", s.name, s.kind, status);
+            out!("  {:<14} {:<9} {:<8}", s.name, s.kind, status)?;
             match &s.error {
-                Some(e) => println!("{}", e.replace('\n', "\n      ")),
-                None => println!(
+                Some(e) => outln!("{}", e.replace('\n', "\n      "))?,
+                None => outln!(
                     "{} read, {} added, {}",
                     output::bytes(s.stats.bytes_read),
                     output::bytes(s.stats.bytes_added),
                     output::duration(s.stats.duration_secs)
-                ),
+                )?,
             }
         }
         if let Some(e) = &r.error {
-            println!("  error: {}", e.replace('\n', "\n  "));
+            outln!("  error: {}", e.replace('\n', "\n  "))?;
         }
     }
     Ok(())
@@ -284,18 +284,18 @@ fn report(global: &Global, args: &BackupArgs, id: &Id, snap: &Snapshot) -> Resul
     if global.quiet {
         return Ok(());
     }
-    println!("snapshot {} saved", id.short());
-    println!("files:    {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged);
-    println!("dirs:     {}", s.dirs);
-    println!(
+    outln!("snapshot {} saved", id.short())?;
+    outln!("files:    {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged)?;
+    outln!("dirs:     {}", s.dirs)?;
+    outln!(
         "data:     {} in total, {} read, {} added to the repository (after dedup and compression)",
         output::bytes(s.total_bytes),
         output::bytes(s.bytes_read),
         output::bytes(s.bytes_added)
-    );
+    )?;
     if s.errors > 0 {
-        println!("errors:   {} item(s) could not be read", s.errors);
+        outln!("errors:   {} item(s) could not be read", s.errors)?;
     }
-    println!("duration: {}", output::duration(snap.duration_secs));
+    outln!("duration: {}", output::duration(snap.duration_secs))?;
     Ok(())
 }

@@ -16,24 +16,24 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<()> {
         }
         if !global.quiet {
             for n in &report.notes {
-                println!("note: {n}");
+                outln!("note: {n}")?;
             }
         }
         for e in &report.errors {
-            println!("error: {e}");
+            outln!("error: {e}")?;
         }
         for a in &report.affected {
-            println!("affected: snapshot {} source {} {}", a.snapshot, a.source, a.path);
+            outln!("affected: snapshot {} source {} {}", a.snapshot, a.source, a.path)?;
         }
         if !global.quiet {
             let read = if args.read_data { format!(", {} packs read", report.packs_read) } else { String::new() };
-            println!(
+            outln!(
                 "checked {} snapshots, {} packs, {} blobs{read}: {}",
                 report.snapshots,
                 report.packs,
                 report.blobs,
                 if report.is_ok() { "no errors" } else { "ERRORS FOUND" }
-            );
+            )?;
         }
     }
     if !report.is_ok() {

@@ -14,13 +14,13 @@ pub fn run(global: &Global, command: &ConfigCommand) -> Result<()> {
             if !global.quiet {
                 let jobs = &config.file.jobs;
                 let sources: usize = jobs.values().map(|j| j.sources.len()).sum();
-                println!(
+                outln!(
                     "{}: ok ({} repositor{}, {} job(s), {sources} source(s))",
                     config.path.display(),
                     config.repositories().len(),
                     if config.repositories().len() == 1 { "y" } else { "ies" },
                     jobs.len()
-                );
+                )?;
             }
             Ok(())
         }
@@ -32,7 +32,7 @@ pub fn run(global: &Global, command: &ConfigCommand) -> Result<()> {
                 super::print_json(&value)
             } else {
                 let toml: toml::Value = serde_json::from_value(value)?;
-                print!("{}", toml::to_string_pretty(&toml)?);
+                out!("{}", toml::to_string_pretty(&toml)?)?;
                 Ok(())
             }
         }

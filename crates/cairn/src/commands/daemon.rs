@@ -54,7 +54,7 @@ pub fn run_now(global: &Global, args: &RunNowArgs) -> Result<()> {
         bail!("{}", reply.message);
     }
     if !global.quiet {
-        println!("{}", reply.message);
+        outln!("{}", reply.message)?;
     }
     Ok(())
 }

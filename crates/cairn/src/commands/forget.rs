@@ -233,25 +233,25 @@ fn report(global: &Global, args: &ForgetArgs, plans: &[GroupPlan]) -> Result<()>
             what.push(format!("tags {}", tags.join(",")));
         }
         let keep = plan.snapshots.iter().filter(|v| v.decision.keep).count();
-        println!(
+        outln!(
             "{} (policy: {}): keep {keep}, remove {}",
             if what.is_empty() { "all snapshots".to_string() } else { what.join(", ") },
             plan.policy,
             plan.snapshots.len() - keep
-        );
+        )?;
         for v in &plan.snapshots {
             let time = chrono::DateTime::parse_from_rfc3339(&v.time)
                 .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_else(|_| v.time.clone());
             let verdict = if v.decision.keep { "keep  " } else { "remove" };
             let why = if v.decision.keep { v.decision.reasons.join(", ") } else { String::new() };
-            println!("  {verdict}  {}  {time}  {why}", &v.id[..8]);
+            outln!("  {verdict}  {}  {time}  {why}", &v.id[..8])?;
         }
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    println!(
+    outln!(
         "{verb} {removed} snapshot(s){}",
         if removed > 0 { "; their data stays in the repository until it is pruned" } else { "" }
-    );
+    )?;
     Ok(())
 }

@@ -37,7 +37,7 @@ pub fn run(global: &Global, args: &HistoryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    print_table(&runs);
+    print_table(&runs)?;
     Ok(())
 }
 
@@ -61,11 +61,18 @@ fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     })
 }
 
-fn print_table(runs: &[Run]) {
-    println!(
+fn print_table(runs: &[Run]) -> std::io::Result<()> {
+    outln!(
         "{:<12}  {:<9}  {:<19}  {:>8}  {:<11}  {:>10}  {:>10}  {:<8}  error",
-        "job", "trigger", "started", "duration", "outcome", "read", "added", "snapshot"
-    );
+        "job",
+        "trigger",
+        "started",
+        "duration",
+        "outcome",
+        "read",
+        "added",
+        "snapshot"
+    )?;
     for run in runs {
         let snapshots: Vec<&str> = run.snapshots().collect();
         let snapshot = match snapshots.as_slice() {
@@ -85,9 +92,10 @@ fn print_table(runs: &[Run]) {
             snapshot,
             run.error.as_deref().map(excerpt).unwrap_or_default()
         );
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end())?;
     }
-    println!("{} run(s)", runs.len());
+    outln!("{} run(s)", runs.len())?;
+    Ok(())
 }
 
 fn short(id: &str) -> &str {

@@ -18,8 +18,8 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<()> {
     let secret = settings::secret(global, target.secret.as_ref(), true)?;
     let repo = Repository::init(storage, &secret, &settings::slot_info("initial key", args.kdf_memory_kib))?;
     if !global.quiet {
-        println!("created cairn repository {} at {}", repo.config().id.short(), repo.location());
-        println!("keep the password safe: without it the data cannot be restored");
+        outln!("created cairn repository {} at {}", repo.config().id.short(), repo.location())?;
+        outln!("keep the password safe: without it the data cannot be restored")?;
     }
     Ok(())
 }

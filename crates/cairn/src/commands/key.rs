@@ -22,19 +22,19 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<()> {
                     .collect();
                 return super::print_json(&list);
             }
-            println!("{:<8}  {:<8}  {:<20}  {:<12}  label", "id", "kind", "created", "host");
+            outln!("{:<8}  {:<8}  {:<20}  {:<12}  label", "id", "kind", "created", "host")?;
             for (key, s) in &slots {
                 let kind = match s.kind {
                     cairn_repo::keyslot::SlotKind::Password => "password",
                     cairn_repo::keyslot::SlotKind::KeyFile => "keyfile",
                 };
                 let id = &key.trim_start_matches("keys/")[..8];
-                println!(
+                outln!(
                     "{id:<8}  {kind:<8}  {:<20}  {:<12}  {}",
                     s.created.format("%Y-%m-%d %H:%M:%S"),
                     s.host,
                     s.label
-                );
+                )?;
             }
             Ok(())
         }
@@ -42,14 +42,14 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<()> {
             let secret = new_secret(&args)?;
             let key = repo.add_key(&secret, &settings::slot_info(&args.label, None))?;
             if !global.quiet {
-                println!("added key slot {}", &key.trim_start_matches("keys/")[..8]);
+                outln!("added key slot {}", &key.trim_start_matches("keys/")[..8])?;
             }
             Ok(())
         }
         KeyCommand::Remove { id } => {
             let key = repo.remove_key(&id)?;
             if !global.quiet {
-                println!("removed key slot {}", &key.trim_start_matches("keys/")[..8]);
+                outln!("removed key slot {}", &key.trim_start_matches("keys/")[..8])?;
             }
             Ok(())
         }

@@ -34,7 +34,7 @@ pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
         let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
         let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
         let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
-        println!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size);
+        outln!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size)?;
     }
     Ok(())
 }

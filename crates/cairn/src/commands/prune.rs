@@ -40,21 +40,16 @@ pub fn run(global: &Global, args: &PruneArgs) -> Result<()> {
         return Ok(());
     }
     let verb = |now: &str, dry: &str| if report.dry_run { dry.to_string() } else { now.to_string() };
-    println!(
-        "{} snapshot(s) use {} blob(s), {}",
-        report.snapshots,
-        report.used_blobs,
-        output::bytes(report.used_bytes)
-    );
-    println!(
+    outln!("{} snapshot(s) use {} blob(s), {}", report.snapshots, report.used_blobs, output::bytes(report.used_bytes))?;
+    outln!(
         "{} {} pack(s), {} (marks past their grace period: {}); {} pack(s) put back because a snapshot needs them",
         verb("deleted", "would delete"),
         report.deleted.packs,
         output::bytes(report.deleted.bytes),
         report.marks_deleted,
         report.revived.packs
-    );
-    println!(
+    )?;
+    outln!(
         "{} {} unused pack(s) ({}), {} pack(s) left by interrupted runs ({}); repacked {} mostly unused pack(s) ({}) into {} ({})",
         verb("marked", "would mark"),
         report.unused.packs,
@@ -65,20 +60,20 @@ pub fn run(global: &Global, args: &PruneArgs) -> Result<()> {
         output::bytes(report.repacked.bytes),
         report.written.packs,
         output::bytes(report.written.bytes)
-    );
+    )?;
     for w in &report.waiting {
-        println!(
+        outln!(
             "waiting: {} of {} pack(s) marked {}, deleted by a prune after {}",
             output::bytes(w.pending.bytes),
             w.pending.packs,
             w.created.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"),
             w.due.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
-        );
+        )?;
     }
-    println!(
+    outln!(
         "space reclaimed now: {}; reclaimable by a later prune: {}",
         output::bytes(report.deleted.bytes),
         output::bytes(report.reclaimable_later())
-    );
+    )?;
     Ok(())
 }

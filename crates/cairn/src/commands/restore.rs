@@ -111,7 +111,7 @@ fn restore_files(
         for w in &outcome.warnings {
             eprintln!("warning: {w}");
         }
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {}",
             id.short(),
             target.display(),
@@ -120,7 +120,7 @@ fn restore_files(
             outcome.symlinks,
             output::bytes(outcome.bytes),
             output::duration(secs)
-        );
+        )?;
     }
     if !outcome.damaged.is_empty() {
         for path in &outcome.damaged {
@@ -190,17 +190,17 @@ fn restore_database(
             eprintln!("warning: {w}");
         }
         for copy in &report.safety_copies {
-            println!("safety copy: {copy}");
+            outln!("safety copy: {copy}")?;
         }
         for line in &report.restored {
-            println!("restored {line}");
+            outln!("restored {line}")?;
         }
-        println!(
+        outln!(
             "restored source {} of snapshot {} in {}",
             source.name,
             id.short(),
             output::duration(started.elapsed().as_secs_f64())
-        );
+        )?;
     }
     if !report.warnings.is_empty() {
         return Err(Partial(format!("{} warning(s) while restoring (see above)", report.warnings.len())).into());

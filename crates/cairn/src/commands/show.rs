@@ -17,70 +17,75 @@ pub fn run(global: &Global, args: &ShowArgs) -> Result<()> {
         v["short_id"] = json!(id.short());
         return super::print_json(&v);
     }
-    print_snapshot(&id, &snap);
+    print_snapshot(&id, &snap)?;
     Ok(())
 }
 
-fn print_snapshot(id: &Id, s: &Snapshot) {
-    println!("snapshot {}", id.to_hex());
-    println!("time:      {}", s.time.to_rfc3339());
-    println!(
+fn print_snapshot(id: &Id, s: &Snapshot) -> std::io::Result<()> {
+    outln!("snapshot {}", id.to_hex())?;
+    outln!("time:      {}", s.time.to_rfc3339())?;
+    outln!(
         "host:      {}{}",
         s.host,
         if s.username.is_empty() { String::new() } else { format!(" (user {})", s.username) }
-    );
+    )?;
     if let Some(job) = &s.job {
-        println!("job:       {job}");
+        outln!("job:       {job}")?;
     }
     if !s.tags.is_empty() {
-        println!("tags:      {}", s.tags.join(", "));
+        outln!("tags:      {}", s.tags.join(", "))?;
     }
     if let Some(parent) = &s.parent {
-        println!("parent:    {}", parent.short());
+        outln!("parent:    {}", parent.short())?;
     }
-    println!("duration:  {}", output::duration(s.duration_secs));
-    println!("program:   {}", s.program);
+    outln!("duration:  {}", output::duration(s.duration_secs))?;
+    outln!("program:   {}", s.program)?;
     for src in &s.sources {
         let status = match src.status {
             SourceStatus::Ok => "ok",
             SourceStatus::Partial => "partial",
             SourceStatus::Failed => "failed",
         };
-        println!();
-        println!("source {} ({}): {status}", src.name, src.kind);
+        outln!()?;
+        outln!("source {} ({}): {status}", src.name, src.kind)?;
         if let Some(e) = &src.error {
-            println!("  error:     {}", e.replace('\n', "\n             "));
+            outln!("  error:     {}", e.replace('\n', "\n             "))?;
         }
         let st = &src.stats;
-        println!(
+        outln!(
             "  size:      {} in total, {} read, {} added to the repository",
             output::bytes(st.total_bytes),
             output::bytes(st.bytes_read),
             output::bytes(st.bytes_added)
-        );
+        )?;
         if src.kind == "files" {
-            println!(
+            outln!(
                 "  files:     {} new, {} changed, {} unchanged; {} dirs; {} errors",
-                st.files_new, st.files_changed, st.files_unchanged, st.dirs, st.errors
-            );
+                st.files_new,
+                st.files_changed,
+                st.files_unchanged,
+                st.dirs,
+                st.errors
+            )?;
         }
-        println!("  duration:  {}", output::duration(st.duration_secs));
-        println!("  chunking:  {} average", output::bytes(src.chunking.avg.into()));
+        outln!("  duration:  {}", output::duration(st.duration_secs))?;
+        outln!("  chunking:  {} average", output::bytes(src.chunking.avg.into()))?;
         for (key, value) in &src.metadata {
-            print_value(key, value, 2);
+            print_value(key, value, 2)?;
         }
         for w in &src.warnings {
-            println!("  warning:   {w}");
+            outln!("  warning:   {w}")?;
         }
     }
+    Ok(())
 }
 
 /// Metadata as indented `key: value` lines; lists of objects (tables, databases) one per line.
-fn print_value(key: &str, value: &serde_json::Value, indent: usize) {
+fn print_value(key: &str, value: &serde_json::Value, indent: usize) -> std::io::Result<()> {
     let pad = " ".repeat(indent);
     match value {
         serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-            println!("{pad}{key}:");
+            outln!("{pad}{key}:")?;
             for item in items {
                 let obj = item.as_object().expect("checked above");
                 let inline: Vec<String> = obj
@@ -88,24 +93,25 @@ fn print_value(key: &str, value: &serde_json::Value, indent: usize) {
                     .filter(|(_, v)| !v.is_array() && !v.is_object())
                     .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), String::from)))
                     .collect();
-                println!("{pad}  - {}", inline.join(" "));
+                outln!("{pad}  - {}", inline.join(" "))?;
                 for (k, v) in obj.iter().filter(|(_, v)| v.is_array() || v.is_object()) {
-                    print_value(k, v, indent + 4);
+                    print_value(k, v, indent + 4)?;
                 }
             }
         }
         serde_json::Value::Array(items) => {
             let words: Vec<String> =
                 items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect();
-            println!("{pad}{key}: {}", words.join(", "));
+            outln!("{pad}{key}: {}", words.join(", "))?;
         }
         serde_json::Value::Object(map) => {
-            println!("{pad}{key}:");
+            outln!("{pad}{key}:")?;
             for (k, v) in map {
-                print_value(k, v, indent + 2);
+                print_value(k, v, indent + 2)?;
             }
         }
-        serde_json::Value::String(s) => println!("{pad}{key}: {s}"),
-        other => println!("{pad}{key}: {other}"),
+        serde_json::Value::String(s) => outln!("{pad}{key}: {s}")?,
+        other => outln!("{pad}{key}: {other}")?,
     }
+    Ok(())
 }

@@ -43,10 +43,18 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {:<18}  sources",
-        "id", "time", "host", "job", "status", "size", "added", "tags", "verified"
-    );
+        "id",
+        "time",
+        "host",
+        "job",
+        "status",
+        "size",
+        "added",
+        "tags",
+        "verified"
+    )?;
     for (id, s) in &snapshots {
         let t = s.totals();
         // A snapshot is partial when any source is not ok, failed only when none has data.
@@ -78,7 +86,7 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
                 format!("{} {when}", if v.ok { "ok" } else { "FAILED" })
             },
         );
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<12}  {:<10}  {:<7}  {:>10}  {:>10}  {:<12}  {:<18}  {}",
             id.short(),
             s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
@@ -90,9 +98,9 @@ pub fn run(global: &Global, args: &SnapshotsArgs) -> Result<()> {
             s.tags.join(","),
             proof,
             sources
-        );
+        )?;
     }
-    println!("{} snapshot(s)", snapshots.len());
+    outln!("{} snapshot(s)", snapshots.len())?;
     Ok(())
 }
 

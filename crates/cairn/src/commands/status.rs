@@ -86,7 +86,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<()> {
     if args.json {
         super::print_json(&Report { time: now, history: dir.join(history::FILE_NAME), jobs: &jobs })?;
     } else if !global.quiet {
-        print_table(&jobs);
+        print_table(&jobs)?;
     }
     let alarms: Vec<String> =
         jobs.iter().filter_map(|j| j.alarm.as_ref().map(|a| format!("job {}: {a}", j.job))).collect();
@@ -163,16 +163,20 @@ fn repo_size(name: &str, path: &Path) -> RepoSize {
     size
 }
 
-fn print_table(jobs: &[JobStatus]) {
+fn print_table(jobs: &[JobStatus]) -> std::io::Result<()> {
     if jobs.is_empty() {
-        println!("no jobs configured");
-        return;
+        outln!("no jobs configured")?;
+        return Ok(());
     }
     let when = |t: DateTime<Utc>| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string();
-    println!(
+    outln!(
         "{:<12}  {:<11}  {:<28}  {:<16}  {:<16}  repositories",
-        "job", "state", "last run", "last success", "next run"
-    );
+        "job",
+        "state",
+        "last run",
+        "last success",
+        "next run"
+    )?;
     for j in jobs {
         let last_run = j
             .last_run
@@ -186,7 +190,7 @@ fn print_table(jobs: &[JobStatus]) {
                 None => format!("{} (missing)", r.name),
             })
             .collect();
-        println!(
+        outln!(
             "{:<12}  {:<11}  {:<28}  {:<16}  {:<16}  {}",
             j.job,
             // Alarms in capitals: readable without colour.
@@ -195,6 +199,7 @@ fn print_table(jobs: &[JobStatus]) {
             j.last_success.as_ref().map_or_else(|| "never".to_string(), |r| when(r.started)),
             j.next_run.map_or_else(|| "-".to_string(), when),
             repositories.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }

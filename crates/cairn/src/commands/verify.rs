@@ -170,26 +170,26 @@ fn report(global: &Global, args: &VerifyArgs, v: &Verification) -> Result<()> {
     }
     for s in &v.sources {
         if s.ok {
-            println!(
+            outln!(
                 "{:<14} {:<9} ok      {} checks, restored in {}",
                 s.name,
                 s.kind,
                 s.checks,
                 output::duration(s.restore_secs)
-            );
+            )?;
         } else {
-            println!("{:<14} {:<9} FAILED", s.name, s.kind);
+            outln!("{:<14} {:<9} FAILED", s.name, s.kind)?;
             for p in &s.problems {
-                println!("    {}", p.replace('\n', "\n    "));
+                outln!("    {}", p.replace('\n', "\n    "))?;
             }
         }
     }
     if !global.quiet && v.ok {
-        println!(
+        outln!(
             "snapshot {} verified: every source restored and matched what was recorded (full restore took {})",
             v.snapshot.short(),
             output::duration(v.sources.iter().map(|s| s.restore_secs).sum())
-        );
+        )?;
     }
     Ok(())
 }

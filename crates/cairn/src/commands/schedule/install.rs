@@ -171,7 +171,7 @@ fn install_systemd(
     let files = units::systemd_files(unit_dir, &run, jobs, setup.zone.as_deref(), system);
     if args.dry_run {
         for file in &files {
-            println!("# {}\n{}", file.path.display(), file.content);
+            outln!("# {}\n{}", file.path.display(), file.content)?;
         }
         return Ok(false);
     }
@@ -273,7 +273,7 @@ fn install_cron(
     let zone = setup.zone.as_deref().map(|zone| crontab::CronZone { zone, restore: restore_zone.as_deref() });
     let block = crontab::block(&setup.config_path, zone, &lines);
     if args.dry_run {
-        println!("# {}\n{block}", target.describe());
+        outln!("# {}\n{block}", target.describe())?;
         return Ok(false);
     }
     if let Some(zone) = &setup.zone {

@@ -221,8 +221,9 @@ struct Report {
 
 impl Report {
     fn say(&self, line: impl AsRef<str>) {
+        // What was done is on disk either way; a closed stdout must not stop it half-way.
         if !self.quiet {
-            println!("{}", line.as_ref());
+            let _ = outln!("{}", line.as_ref());
         }
     }
 

@@ -83,7 +83,7 @@ pub(super) fn run(global: &Global, args: &StatusArgs) -> Result<()> {
     if args.json {
         return crate::commands::print_json(&status);
     }
-    print_status(&status, now);
+    print_status(&status, now)?;
     Ok(())
 }
 
@@ -198,58 +198,60 @@ fn next_run(schedule: &[CronExpr], zone: Option<&str>, now: DateTime<Utc>, gap: 
     }
 }
 
-fn print_status(status: &Status, now: DateTime<Utc>) {
-    println!("config {}", status.config);
+fn print_status(status: &Status, now: DateTime<Utc>) -> std::io::Result<()> {
+    outln!("config {}", status.config)?;
     match &status.installed {
-        Some(i) => println!(
+        Some(i) => outln!(
             "installed as {} at {}{} (manifest {})",
             i.kind.describe(),
             i.installed_at,
             i.dir.as_ref().map(|d| format!(" into {}", d.display())).unwrap_or_default(),
             status.manifest.display()
-        ),
-        None => println!("nothing installed (no manifest at {})", status.manifest.display()),
+        )?,
+        None => outln!("nothing installed (no manifest at {})", status.manifest.display())?,
     }
     let zone = status.timezone.as_deref().unwrap_or("local time");
     for job in &status.jobs {
-        print_job(job, zone, now);
+        print_job(job, zone, now)?;
     }
+    Ok(())
 }
 
-fn print_job(job: &JobStatus, zone: &str, now: DateTime<Utc>) {
+fn print_job(job: &JobStatus, zone: &str, now: DateTime<Utc>) -> std::io::Result<()> {
     let how = match (job.installed, job.schedule.is_empty()) {
         (Some(kind), _) => kind.describe(),
         (None, true) => "no schedule",
         (None, false) => "not installed",
     };
-    println!("\njob {}: {how}", job.job);
+    outln!("\njob {}: {how}", job.job)?;
     if !job.schedule.is_empty() {
-        println!("  schedule  {} ({zone})", job.schedule.join(", "));
+        outln!("  schedule  {} ({zone})", job.schedule.join(", "))?;
     }
     for line in &job.lines {
-        println!("  {line}");
+        outln!("  {line}")?;
     }
     for file in &job.files {
-        println!("  file      {} ({})", file.path, file.state);
+        outln!("  file      {} ({})", file.path, file.state)?;
     }
     if let Some(timer) = &job.timer {
-        println!("  timer     {timer}");
+        outln!("  timer     {timer}")?;
     }
     if job.up_to_date == Some(false) {
-        println!("  outdated  the job or the cairn binary changed since: run `cairn schedule install` again");
+        outln!("  outdated  the job or the cairn binary changed since: run `cairn schedule install` again")?;
     }
     match job.next_run {
         Some(next) => {
             let wait = (next.with_timezone(&Utc) - now).num_seconds().max(0) as u64;
             let jitter = job.jitter_secs.map(|s| format!(", plus up to {} random delay", span(s))).unwrap_or_default();
-            println!("  next run  {} (in {}){jitter}", next.format("%Y-%m-%d %H:%M:%S %:z"), span(wait));
+            outln!("  next run  {} (in {}){jitter}", next.format("%Y-%m-%d %H:%M:%S %:z"), span(wait))?;
         }
-        None if job.installed.is_some() && job.error.is_none() => println!("  next run  never"),
+        None if job.installed.is_some() && job.error.is_none() => outln!("  next run  never")?,
         None => {}
     }
     if let Some(error) = &job.error {
-        println!("  error     {}", error.replace('\n', "\n            "));
+        outln!("  error     {}", error.replace('\n', "\n            "))?;
     }
+    Ok(())
 }
 
 /// `2d 4h`, `15h 59m`, `12m`, `40s`.
