@@ -4,79 +4,18 @@
 //! complete snapshots, and accepts the next backup. A failing read must be reported, never
 //! turned into wrong data.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cairn_repo::restore::plan;
-use cairn_repo::{
-    check, ChunkParams, Id, KdfParams, Node, NodeKind, Repository, Secret, SlotInfo, Snapshot, Tree, WriterOptions,
-};
+use cairn_repo::{check, ChunkParams, Id, Repository, Secret};
 use cairn_storage::{Fault, FaultStorage, MemStorage, Storage};
-
-fn secret() -> Secret {
-    Secret::Password("test".into())
-}
-
-fn slot() -> SlotInfo {
-    SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() }
-}
-
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Small packs, so one backup writes many objects and there are many places to crash.
-fn options() -> WriterOptions {
-    WriterOptions { compression: 1, pack_size: 32 * 1024, threads: 2 }
-}
+use common::{data, restore_tree, secret, slot, write_files, writer_options};
 
 /// Back up `files` as one flat tree and save a snapshot; returns its id.
 fn backup(repo: &Repository, files: &[(String, Vec<u8>)]) -> cairn_repo::Result<Id> {
-    let writer = repo.writer(options());
-    let mut tree = Tree::default();
-    for (name, bytes) in files {
-        let saved = writer.save_stream(bytes.as_slice(), ChunkParams::new(1 << 12).unwrap()).map_err(|e| match e {
-            cairn_repo::SaveError::Repo(r) => r,
-            cairn_repo::SaveError::Source(e) => panic!("reading memory cannot fail: {e}"),
-        })?;
-        let mut node = Node::new(name.as_ref(), NodeKind::File);
-        node.size = saved.size;
-        node.content = saved.content;
-        tree.nodes.push(node);
-    }
-    let root = writer.save_tree(&mut tree)?;
-    writer.finish()?;
-    let snap = Snapshot {
-        version: 1,
-        time: chrono::Local::now().fixed_offset(),
-        host: "test".into(),
-        username: String::new(),
-        job: None,
-        tags: vec![],
-        paths: vec![],
-        parent: None,
-        sources: vec![cairn_repo::SourceEntry {
-            name: "files".into(),
-            kind: "files".into(),
-            status: cairn_repo::SourceStatus::Ok,
-            error: None,
-            root: Some(root),
-            chunking: ChunkParams::new(1 << 12).unwrap(),
-            metadata: Default::default(),
-            stats: Default::default(),
-            warnings: vec![],
-        }],
-        duration_secs: 0.0,
-        program: String::new(),
-    };
+    let (snap, _) = write_files(repo, files, "", writer_options())?;
     repo.save_snapshot(&snap)
 }
 
@@ -85,25 +24,6 @@ fn restore(repo: &Repository, id: &Id) -> HashMap<String, Result<Vec<u8>, String
     let snap = repo.load_snapshot(id).unwrap();
     let tree = repo.load_tree(&snap.sources[0].root.unwrap()).unwrap();
     restore_tree(repo, &tree)
-}
-
-fn restore_tree(repo: &Repository, tree: &Tree) -> HashMap<String, Result<Vec<u8>, String>> {
-    let contents: Vec<&[Id]> = tree.nodes.iter().map(|n| n.content.as_slice()).collect();
-    let p = plan(&repo.index(), &contents);
-    let mut out: Vec<Result<Vec<u8>, String>> = tree.nodes.iter().map(|n| Ok(vec![0; n.size as usize])).collect();
-    for pack in &p.packs {
-        repo.fetch_pack(pack, |blob, bytes| {
-            for t in &blob.targets {
-                let slot = &mut out[t.file];
-                match (&bytes, slot.as_mut()) {
-                    (Ok(b), Ok(buf)) => buf[t.offset as usize..t.offset as usize + b.len()].copy_from_slice(b),
-                    (Err(e), _) => *slot = Err(e.to_string()),
-                    _ => {}
-                }
-            }
-        });
-    }
-    tree.nodes.iter().map(|n| n.name.clone()).zip(out).collect()
 }
 
 fn sample(generation: u64) -> Vec<(String, Vec<u8>)> {
@@ -243,7 +163,7 @@ fn wrong_password_is_refused_and_changes_nothing() {
 fn an_abandoned_writer_leaves_no_packs_behind() {
     let storage = Arc::new(MemStorage::new());
     let repo = Repository::init(storage.clone(), &secret(), &slot()).unwrap();
-    let writer = repo.writer(options());
+    let writer = repo.writer(writer_options());
     // Enough data for several small packs to be uploaded before the writer gives up.
     writer.save_stream(&data(7, 400_000)[..], ChunkParams::new(1 << 14).unwrap()).unwrap();
     let started = std::time::Instant::now();

@@ -4,46 +4,18 @@
 //! Every test ends the same way: every remaining snapshot restores byte for byte, and
 //! `check --read-data` finds no errors.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_repo::prune::PruneError;
-use cairn_repo::restore::plan;
 use cairn_repo::writer::WriteTotals;
-use cairn_repo::{
-    check, ChunkParams, Id, KdfParams, Node, NodeKind, PruneOptions, PruneReport, Repository, Secret, SlotInfo,
-    Snapshot, Tree, WriterOptions,
-};
+use cairn_repo::{check, ChunkParams, Id, PruneOptions, PruneReport, Repository, Snapshot, WriterOptions};
 use cairn_storage::{Entry, LocalStorage, MemStorage, Storage, StorageError};
-
-type Files = Vec<(String, Vec<u8>)>;
-
-fn secret() -> Secret {
-    Secret::Password("test".into())
-}
-
-fn slot() -> SlotInfo {
-    SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() }
-}
-
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Small packs, so a few files make many packs.
-fn writer_options() -> WriterOptions {
-    WriterOptions { compression: 1, pack_size: 32 * 1024, threads: 2 }
-}
+use common::{data, restore_tree, secret, slot, write_files, writer_options, Files};
 
 fn prune_options(grace: Duration) -> PruneOptions {
     PruneOptions { grace, repack_threshold: 0.5, dry_run: false, pack_size: 32 * 1024 }
@@ -67,81 +39,17 @@ fn backup_with(
     Ok((repo.save_snapshot(&snapshot)?, totals))
 }
 
-/// The data of a backup, written; the snapshot, not saved yet.
-fn write_files(
-    repo: &Repository,
-    files: &[(String, Vec<u8>)],
-    tag: &str,
-    options: WriterOptions,
-) -> cairn_repo::Result<(Snapshot, WriteTotals)> {
-    let writer = repo.writer(options);
-    let mut tree = Tree::default();
-    for (name, bytes) in files {
-        let saved = writer.save_stream(bytes.as_slice(), ChunkParams::new(1 << 12).unwrap()).map_err(|e| match e {
-            cairn_repo::SaveError::Repo(r) => r,
-            cairn_repo::SaveError::Source(e) => panic!("reading memory cannot fail: {e}"),
-        })?;
-        let mut node = Node::new(name.as_ref(), NodeKind::File);
-        node.size = saved.size;
-        node.content = saved.content;
-        tree.nodes.push(node);
-    }
-    let root = writer.save_tree(&mut tree)?;
-    let totals = writer.finish()?;
-    let snap = Snapshot {
-        version: 1,
-        time: chrono::Local::now().fixed_offset(),
-        host: "test".into(),
-        username: String::new(),
-        job: None,
-        tags: vec![tag.to_string()],
-        paths: vec![],
-        parent: None,
-        sources: vec![cairn_repo::SourceEntry {
-            name: "files".into(),
-            kind: "files".into(),
-            status: cairn_repo::SourceStatus::Ok,
-            error: None,
-            root: Some(root),
-            chunking: ChunkParams::new(1 << 12).unwrap(),
-            metadata: Default::default(),
-            stats: Default::default(),
-            warnings: vec![],
-        }],
-        duration_secs: 0.0,
-        program: String::new(),
-    };
-    Ok((snap, totals))
-}
-
 fn backup(repo: &Repository, files: &[(String, Vec<u8>)]) -> Id {
     backup_with(repo, files, "", writer_options()).unwrap().0
 }
 
-/// Every file of a snapshot, restored into memory; `Err` names what failed.
+/// Every file of a snapshot, restored into memory; `Err` names the first file that failed.
 fn restore_snapshot(repo: &Repository, snap: &Snapshot) -> Result<HashMap<String, Vec<u8>>, String> {
     let tree = repo.load_tree(&snap.sources[0].root.unwrap()).map_err(|e| e.to_string())?;
-    let contents: Vec<&[Id]> = tree.nodes.iter().map(|n| n.content.as_slice()).collect();
-    let p = plan(&repo.index(), &contents);
-    if let Some((file, blob)) = p.missing.first() {
-        return Err(format!("{}: blob {} is not in the index", tree.nodes[*file].name, blob.short()));
-    }
-    let mut out: Vec<Vec<u8>> = tree.nodes.iter().map(|n| vec![0; n.size as usize]).collect();
-    let mut failed = None;
-    for pack in &p.packs {
-        repo.fetch_pack(pack, |blob, bytes| match bytes {
-            Ok(b) => {
-                for t in &blob.targets {
-                    out[t.file][t.offset as usize..t.offset as usize + b.len()].copy_from_slice(b);
-                }
-            }
-            Err(e) => failed = Some(format!("blob {}: {e}", blob.id.short())),
-        });
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(tree.nodes.iter().map(|n| n.name.clone()).zip(out).collect()),
-    }
+    restore_tree(repo, &tree)
+        .into_iter()
+        .map(|(name, bytes)| bytes.map(|b| (name.clone(), b)).map_err(|e| format!("{name}: {e}")))
+        .collect()
 }
 
 fn assert_restores(repo: &Repository, id: &Id, files: &[(String, Vec<u8>)], context: &str) {
