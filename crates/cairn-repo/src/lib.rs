@@ -2,15 +2,16 @@
 //!
 //! Owns the repository format — chunking, ids, keys and encryption, packs, index, trees,
 //! snapshots — and the operations on it: write ([`writer`]), read and plan restores
-//! ([`restore`]), verify ([`check`]) and reclaim space ([`prune`]). It does every byte of I/O through
-//! [`cairn_storage::Storage`], never reads the environment or config files, never prints,
-//! and knows nothing of command lines, databases or async runtimes. The format is specified
-//! in `docs/FORMAT.md`.
+//! ([`restore`]), compare ([`diff`]), verify ([`check`]) and reclaim space ([`prune`]). It
+//! does every byte of I/O through [`cairn_storage::Storage`], never reads the environment or
+//! config files, never prints, and knows nothing of command lines, databases or async
+//! runtimes. The format is specified in `docs/FORMAT.md`.
 
 pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
+pub mod diff;
 pub mod error;
 pub mod id;
 pub mod index;

@@ -48,6 +48,8 @@ pub enum Command {
     Show(ShowArgs),
     /// List the files in a snapshot
     Ls(LsArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
     /// Restore a snapshot into a directory
     Restore(RestoreArgs),
     /// Check the repository's integrity
@@ -177,6 +179,20 @@ pub struct SnapshotsArgs {
     /// Only snapshots of this job
     #[arg(long)]
     pub job: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot: id (or a unique prefix), or 'latest'
+    pub from: String,
+    /// The newer snapshot: id (or a unique prefix), or 'latest'
+    pub to: String,
+    /// Only this source (by name)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

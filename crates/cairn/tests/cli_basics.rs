@@ -530,3 +530,52 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(stderr(&out).is_empty(), "{args:?} said something on stderr: {}", describe(&out));
     }
 }
+
+#[test]
+fn diff_shows_what_changed_between_two_snapshots() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    build_sample_tree(&src, 3);
+    let cairn = Cairn::new(tmp.path().join("repo"));
+    cairn.init();
+    let first = cairn.backup_json(&[&src], &[])["snapshot"].as_str().unwrap().to_string();
+    write(&src.join("sub/a.txt"), b"alpha, changed\n");
+    set_mode(&src.join("script.sh"), 0o700);
+    write(&src.join("sub/new.txt"), b"new\n");
+    fs::remove_file(src.join("sub/b.txt")).unwrap();
+    fs::remove_file(src.join("private.txt")).unwrap();
+    fs::create_dir(src.join("private.txt")).unwrap();
+    fs::remove_dir_all(src.join("sub/deeper")).unwrap();
+    let second = cairn.backup_json(&[&src], &[])["snapshot"].as_str().unwrap().to_string();
+
+    let text = stdout(&cairn.ok(&["diff", &first, "latest"]));
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        "M  /src/sub/a.txt",
+        "U  /src/script.sh",
+        "+  /src/sub/new.txt",
+        "-  /src/sub/b.txt",
+        "T  /src/private.txt",
+        "-  /src/sub/deeper",
+        "-  /src/sub/deeper/deepest/leaf.txt",
+    ] {
+        assert!(lines.contains(&expected), "no line {expected:?} in:\n{text}");
+    }
+    // Directories whose entries changed are not reported themselves, and nothing else is.
+    assert!(!text.contains("/src/sub\n") && !text.contains("random.bin"), "{text}");
+    assert!(text.contains("1 added, 5 removed, 1 modified, 1 changed type, 1 metadata only"), "{text}");
+
+    let json = json(&cairn.ok(&["diff", &first, &second, "--json"]));
+    assert_eq!(json["summary"]["added"], 1, "{json:#}");
+    assert_eq!(json["summary"]["removed"], 5, "{json:#}");
+    let a = json["changes"].as_array().unwrap().iter().find(|c| c["path"] == "/src/sub/a.txt").unwrap();
+    assert_eq!(a["change"], "modified");
+    assert_eq!(a["type"], "file");
+    assert_eq!(a["source"], "files");
+    assert_eq!(a["size_before"], 6);
+    assert_eq!(a["size_after"], 15);
+
+    assert!(stdout(&cairn.ok(&["diff", &second, &second])).contains("no changes"));
+    let out = cairn.expect_code(1, &["diff", &first, &second, "--source", "nope"]);
+    assert!(stderr(&out).contains("source named \"nope\"") && stderr(&out).contains("hint:"), "{}", describe(&out));
+}

@@ -4,6 +4,7 @@ mod backup;
 mod check;
 mod config;
 mod daemon;
+mod diff;
 pub mod forget;
 mod history;
 mod init;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => backup::run(g, &args),
         Command::Snapshots(args) => snapshots::run(g, &args),
         Command::Ls(args) => ls::run(g, &args),
+        Command::Diff(args) => diff::run(g, &args),
         Command::Restore(args) => restore::run(g, &args),
         Command::Check(args) => check::run(g, &args),
         Command::Forget(args) => forget::run(g, &args),

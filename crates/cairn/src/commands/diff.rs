@@ -1,0 +1,121 @@
+//! `cairn diff FROM TO`: what changed between two snapshots, source by source.
+//!
+//! Sources are matched by name; a source in only one snapshot shows as all added or all
+//! removed. Lines read `+ /path` (added), `- ` (removed), `M ` (content), `T ` (type) and
+//! `U ` (metadata only), as restic prints them; a summary follows.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use cairn_repo::diff::{diff_trees, Change, Difference};
+use cairn_repo::Id;
+use serde_json::json;
+
+use crate::cli::{DiffArgs, Global};
+use crate::output;
+use crate::settings;
+
+pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
+    let repo = settings::open(global)?;
+    let (from_id, from) = super::find_snapshot(&repo, &args.from, None)?;
+    let (to_id, to) = super::find_snapshot(&repo, &args.to, None)?;
+    // Source name -> (root before, root after), in the order the snapshots list them.
+    let mut names: Vec<&str> = from.sources.iter().map(|s| s.name.as_str()).collect();
+    names.extend(to.sources.iter().map(|s| s.name.as_str()).filter(|n| !from.sources.iter().any(|s| s.name == *n)));
+    if let Some(wanted) = &args.source {
+        if !names.contains(&wanted.as_str()) {
+            anyhow::bail!(
+                "neither snapshot has a source named {wanted:?}\nhint: they have {}",
+                names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        names.retain(|n| n == wanted);
+    }
+    let root = |snap: &cairn_repo::Snapshot, name: &str| -> Option<Id> {
+        snap.sources.iter().find(|s| s.name == name).and_then(|s| s.root)
+    };
+    let mut changes: Vec<(String, Difference)> = Vec::new();
+    for name in &names {
+        diff_trees(&repo, root(&from, name), root(&to, name), "", &mut |d| changes.push((name.to_string(), d)))?;
+    }
+    let summary = Summary::of(changes.iter().map(|(_, d)| d));
+    if args.json {
+        let list: Vec<_> = changes
+            .iter()
+            .map(|(source, d)| {
+                let mut v = serde_json::to_value(d).expect("differences serialise");
+                v["source"] = json!(source);
+                v
+            })
+            .collect();
+        return super::print_json(&json!({
+            "from": from_id.to_hex(),
+            "to": to_id.to_hex(),
+            "changes": list,
+            "summary": summary.counts,
+            "bytes_added": summary.bytes_added,
+            "bytes_removed": summary.bytes_removed,
+        }));
+    }
+    let several = names.len() > 1;
+    for (source, d) in &changes {
+        let at = if several { format!("{source}:") } else { String::new() };
+        outln!("{}  {at}{}", d.change.letter(), d.path)?;
+    }
+    let (from_short, to_short) = (from_id.short(), to_id.short());
+    if changes.is_empty() {
+        outln!("{from_short} -> {to_short}: no changes")?;
+        return Ok(());
+    }
+    outln!(
+        "{from_short} -> {to_short}: {}; files: {} added, {} removed",
+        summary.describe(),
+        output::bytes(summary.bytes_added),
+        output::bytes(summary.bytes_removed)
+    )?;
+    Ok(())
+}
+
+/// How many entries changed which way, and the sizes of files added and removed (a modified
+/// file counts as its old size removed and its new size added).
+struct Summary {
+    counts: BTreeMap<&'static str, u64>,
+    bytes_added: u64,
+    bytes_removed: u64,
+}
+
+impl Summary {
+    fn of<'d>(changes: impl Iterator<Item = &'d Difference>) -> Summary {
+        let mut s = Summary { counts: BTreeMap::new(), bytes_added: 0, bytes_removed: 0 };
+        for key in ["added", "removed", "modified", "type_changed", "metadata"] {
+            s.counts.insert(key, 0);
+        }
+        for d in changes {
+            let key = match d.change {
+                Change::Added => "added",
+                Change::Removed => "removed",
+                Change::Modified => "modified",
+                Change::TypeChanged => "type_changed",
+                Change::Metadata => "metadata",
+            };
+            *s.counts.entry(key).or_default() += 1;
+            if d.change != Change::Metadata {
+                s.bytes_added += d.size_after.unwrap_or(0);
+                s.bytes_removed += d.size_before.unwrap_or(0);
+            }
+        }
+        s
+    }
+
+    fn describe(&self) -> String {
+        let c = |k: &str| self.counts.get(k).copied().unwrap_or(0);
+        format!(
+            "{} added, {} removed, {} modified, {} changed type, {} metadata only",
+            c("added"),
+            c("removed"),
+            c("modified"),
+            c("type_changed"),
+            c("metadata")
+        )
+    }
+}
