@@ -2,9 +2,9 @@
 //! daemon's stale alarm) that is only arithmetic on times. Times in, verdicts out; no I/O,
 //! no clock: every function takes `now`.
 //!
-//! Cron expressions are read here with `croner`, in `[daemon] timezone` (default: local
-//! time), through one private type, [`Crons`]. When the daemon's own scheduling core lands,
-//! [`next_run`] and [`Crons`] are what to swap for it.
+//! Schedules are read with the daemon's own [`Schedule`], in `[daemon] timezone` (default:
+//! local time), so `cairn status` shows the times the daemon will run and judges gaps by the
+//! same daylight-saving rules.
 //!
 //! A job is **stale** when it has not succeeded for longer than its limit: `stale_after`,
 //! else twice the longest gap between two of its scheduled runs; a job with neither has no
@@ -13,10 +13,10 @@
 //! (there is nothing to count from). Partial runs are not successes: a source that keeps
 //! failing makes its job stale in the end.
 
-use chrono::{DateTime, Local, TimeDelta, TimeZone, Utc};
-use croner::Cron;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::{parse_interval, Config, JobConfig};
+use crate::schedule::{Schedule, Zone};
 
 /// How far ahead [`longest_gap`] looks: long enough for yearly and leap-day schedules.
 const GAP_HORIZON_DAYS: i64 = 5 * 366;
@@ -27,7 +27,7 @@ const GAP_MAX_RUNS: usize = 20_000;
 /// The job's next scheduled run after `now`; `None` without a schedule (or when no time
 /// ever matches it).
 pub fn next_run(job: &JobConfig, config: &Config, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    Crons::of(job, config)?.next_after(now)
+    schedule_of(job, config)?.next_after(now)
 }
 
 /// How long the job may go without a success before it is stale: `stale_after`, else twice
@@ -43,7 +43,7 @@ pub fn stale_limit(job: &JobConfig, config: &Config, now: DateTime<Utc>) -> Opti
 /// The longest time between two consecutive scheduled runs of the job, over the next
 /// years (see [`GAP_HORIZON_DAYS`]); `None` with fewer than two runs in that time.
 pub fn longest_gap(job: &JobConfig, config: &Config, from: DateTime<Utc>) -> Option<TimeDelta> {
-    let crons = Crons::of(job, config)?;
+    let crons = schedule_of(job, config)?;
     let horizon = from + TimeDelta::days(GAP_HORIZON_DAYS);
     let mut previous = crons.next_after(from)?;
     let mut longest: Option<TimeDelta> = None;
@@ -76,39 +76,14 @@ pub fn stale(
     (now - since > limit).then_some(Stale { since, never_succeeded: last_success.is_none(), limit })
 }
 
-/// A job's cron expressions in the daemon's time zone.
-struct Crons {
-    list: Vec<Cron>,
-    zone: Option<chrono_tz::Tz>,
-}
-
-impl Crons {
-    /// `None` when the job has no schedule. Expressions and the zone were checked when the
-    /// config was loaded; one that croner still refuses is left out.
-    fn of(job: &JobConfig, config: &Config) -> Option<Crons> {
-        let list: Vec<Cron> = job.schedule.iter().filter_map(|c| c.parse().ok()).collect();
-        if list.is_empty() {
-            return None;
-        }
-        let zone = config.file.daemon.as_ref().and_then(|d| d.timezone.as_deref()).and_then(|z| z.parse().ok());
-        Some(Crons { list, zone })
+/// A job's schedule in the daemon's time zone; `None` when it has none. Expressions and the
+/// zone were checked when the config was loaded.
+fn schedule_of(job: &JobConfig, config: &Config) -> Option<Schedule> {
+    if job.schedule.is_empty() {
+        return None;
     }
-
-    /// The first time after `t` that any expression matches.
-    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.zone {
-            Some(zone) => self.next_in(t.with_timezone(&zone)),
-            None => self.next_in(t.with_timezone(&Local)),
-        }
-    }
-
-    fn next_in<Z: TimeZone>(&self, t: DateTime<Z>) -> Option<DateTime<Utc>> {
-        self.list
-            .iter()
-            .filter_map(|cron| cron.find_next_occurrence(&t, false).ok())
-            .map(|next| next.with_timezone(&Utc))
-            .min()
-    }
+    let zone = Zone::parse(config.file.daemon.as_ref().and_then(|d| d.timezone.as_deref())).ok()?;
+    Schedule::new(&job.schedule, zone, None).ok()
 }
 
 #[cfg(test)]
