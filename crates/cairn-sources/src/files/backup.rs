@@ -1,8 +1,9 @@
 //! Capturing directory trees.
 //!
-//! Each directory is handled in three steps: list and filter its entries; read the files
-//! that changed since the parent snapshot, several at a time; then assemble its tree in name
-//! order, descending into subdirectories one after another.
+//! Each directory is handled in three steps: list and filter its entries; queue the files
+//! that changed since the parent snapshot for the reader threads (one per core, shared by the
+//! whole walk) and, while they read, descend into the subdirectories (some on other walker
+//! threads while a core is free); then collect the reads and assemble its tree in name order.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -12,7 +13,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use cairn_repo::{ChunkParams, Id, Node, NodeKind, RepoError, Repository, SaveError, SourceStats, Tree, Writer};
@@ -28,7 +28,8 @@ pub struct BackupOptions {
     pub chunking: ChunkParams,
     /// Read every file even when the parent snapshot says it is unchanged.
     pub reread_all: bool,
-    /// Files read at the same time within one directory.
+    /// Reader threads (files read at the same time), and walker threads (directories
+    /// listed at the same time).
     pub read_threads: usize,
 }
 
@@ -60,6 +61,35 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupOutcome, FilesError> {
     let started = Instant::now();
+    let readers = options.read_threads.max(1);
+    let (reads, jobs) = crossbeam_channel::bounded::<ReadJob>(READ_QUEUE_PER_READER * readers);
+    std::thread::scope(|scope| {
+        for i in 0..readers {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("cairn-read-{i}"))
+                .spawn_scoped(scope, move || reader(&jobs, writer, options.chunking, progress))
+                .expect("spawning a reader thread");
+        }
+        drop(jobs);
+        // Dropping `reads` when the walk ends lets the readers finish.
+        walk(repo, writer, paths, parent, options, progress, reads, started)
+    })
+}
+
+/// Walk `paths` from the calling thread (the first walker), handing files to the readers
+/// through `reads`.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    repo: &Repository,
+    writer: &Writer<'_>,
+    paths: &[PathBuf],
+    parent: Option<Id>,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    reads: crossbeam_channel::Sender<ReadJob>,
+    started: Instant,
+) -> Result<BackupOutcome, FilesError> {
     // The calling thread is the first walker.
     let budget = Budget { active: AtomicUsize::new(1), max: options.read_threads.max(1) };
     let mut walker = Walker {
@@ -68,6 +98,7 @@ pub fn backup(
         options,
         progress,
         budget: &budget,
+        reads: &reads,
         stats: SourceStats::default(),
         warnings: Vec::new(),
         hard_links: HashMap::new(),
@@ -135,6 +166,8 @@ struct Walker<'a, 'w> {
     options: &'a BackupOptions,
     progress: &'a dyn Progress,
     budget: &'a Budget,
+    /// Files to read go to the reader threads through this.
+    reads: &'a crossbeam_channel::Sender<ReadJob>,
     stats: SourceStats,
     warnings: Vec<String>,
     /// Content already saved for (device, inode) of files with several links.
@@ -150,6 +183,7 @@ impl<'a, 'w> Walker<'a, 'w> {
             options: self.options,
             progress: self.progress,
             budget: self.budget,
+            reads: self.reads,
             stats: SourceStats::default(),
             warnings: Vec::new(),
             hard_links: HashMap::new(),
@@ -240,17 +274,20 @@ impl<'a, 'w> Walker<'a, 'w> {
                 None => to_read.push((i, node)),
             }
         }
-        for (i, result) in self.read_files(&items, to_read) {
+        // The readers work on this directory's files while this thread goes on into its
+        // subdirectories (which queue theirs): no core waits for one directory to finish.
+        let reading = self.submit_reads(&items, to_read);
+        let dirs: Vec<usize> = (0..items.len()).filter(|&i| items[i].meta.is_dir()).collect();
+        let mut others: Vec<Option<Node>> = vec![None; items.len()];
+        for (i, node) in self.save_dirs(&items, dirs)? {
+            others[i] = node;
+        }
+        for (i, result) in reading.collect() {
             match result {
                 Ok(read) => files[i] = Some(self.record_read(&items[i], read)),
                 Err(ReadFailure::Source(e)) => self.fail(&items[i].path, &e),
                 Err(ReadFailure::Repo(e)) => return Err(e.into()),
             }
-        }
-        let dirs: Vec<usize> = (0..items.len()).filter(|&i| items[i].meta.is_dir()).collect();
-        let mut others: Vec<Option<Node>> = vec![None; items.len()];
-        for (i, node) in self.save_dirs(&items, dirs)? {
-            others[i] = node;
         }
         let mut tree = Tree::default();
         for ((item, file), other) in items.iter().zip(files).zip(others) {
@@ -278,16 +315,15 @@ impl<'a, 'w> Walker<'a, 'w> {
         None
     }
 
-    /// Read files several at a time; results come back in the order given.
-    fn read_files(&self, items: &[Item], to_read: Vec<(usize, Node)>) -> Vec<ReadResult> {
-        let results = Mutex::new(Vec::with_capacity(to_read.len()));
-        super::parallel_for(&to_read, self.options.read_threads, |k, (i, node)| {
-            let read = read_stable(self.writer, &items[*i].path, node.clone(), self.options.chunking, self.progress);
-            results.lock().expect("results lock poisoned").push((k, (*i, read)));
-        });
-        let mut results = results.into_inner().expect("results lock poisoned");
-        results.sort_unstable_by_key(|(k, _)| *k);
-        results.into_iter().map(|(_, r)| r).collect()
+    /// Queue files for the readers; [`Reading::collect`] waits for them.
+    fn submit_reads(&self, items: &[Item], to_read: Vec<(usize, Node)>) -> Reading {
+        let (done, results) = crossbeam_channel::unbounded();
+        let expected = to_read.len();
+        for (position, node) in to_read {
+            let job = ReadJob { position, path: items[position].path.clone(), node, done: done.clone() };
+            self.reads.send(job).expect("the readers live as long as the walk");
+        }
+        Reading { results, expected }
     }
 
     /// Count a file that was read and remember its content for later hard links.
@@ -391,6 +427,46 @@ impl<'a, 'w> Walker<'a, 'w> {
 
 /// The outcome of reading the file at a position in a directory's list.
 type ReadResult = (usize, Result<FileRead, ReadFailure>);
+
+/// Files queued per reader thread: enough that a reader finds work the moment it is done,
+/// few enough that a walker does not run far ahead.
+const READ_QUEUE_PER_READER: usize = 8;
+
+/// A file for a reader thread, and where its outcome goes.
+struct ReadJob {
+    position: usize,
+    path: PathBuf,
+    node: Node,
+    done: crossbeam_channel::Sender<ReadResult>,
+}
+
+/// One directory's files with the readers.
+struct Reading {
+    results: crossbeam_channel::Receiver<ReadResult>,
+    expected: usize,
+}
+
+impl Reading {
+    /// Every outcome, in the directory's order.
+    fn collect(self) -> Vec<ReadResult> {
+        let mut out: Vec<ReadResult> = self.results.iter().take(self.expected).collect();
+        out.sort_unstable_by_key(|(i, _)| *i);
+        out
+    }
+}
+
+/// A reader thread: read queued files until the walk closes the queue.
+fn reader(
+    jobs: &crossbeam_channel::Receiver<ReadJob>,
+    writer: &Writer<'_>,
+    chunking: ChunkParams,
+    progress: &dyn Progress,
+) {
+    for ReadJob { position, path, node, done } in jobs {
+        let read = read_stable(writer, &path, node, chunking, progress);
+        let _ = done.send((position, read));
+    }
+}
 
 /// A file's content as read.
 struct FileRead {
