@@ -17,7 +17,7 @@ use crate::tree::{Node, NodeKind, Tree};
 use crate::Result;
 
 /// How an entry changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     Added,
@@ -31,6 +31,9 @@ pub enum Change {
 }
 
 impl Change {
+    pub const ALL: [Change; 5] =
+        [Change::Added, Change::Removed, Change::Modified, Change::TypeChanged, Change::Metadata];
+
     /// One letter, as `cairn diff` prints it: `+ - M T U`.
     pub fn letter(self) -> char {
         match self {
@@ -39,6 +42,17 @@ impl Change {
             Change::Modified => 'M',
             Change::TypeChanged => 'T',
             Change::Metadata => 'U',
+        }
+    }
+
+    /// What a count of such changes is called: `3 added`, `1 changed type`.
+    pub fn counted(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Modified => "modified",
+            Change::TypeChanged => "changed type",
+            Change::Metadata => "metadata only",
         }
     }
 }
@@ -80,11 +94,11 @@ pub fn diff_trees(
         };
         match order {
             Ordering::Less => {
-                gone(repo, &old[i], path, report)?;
+                one_side(repo, &old[i], Change::Removed, path, report)?;
                 i += 1;
             }
             Ordering::Greater => {
-                came(repo, &new[j], path, report)?;
+                one_side(repo, &new[j], Change::Added, path, report)?;
                 j += 1;
             }
             Ordering::Equal => {
@@ -105,33 +119,26 @@ fn file_size(node: &Node) -> Option<u64> {
     (node.kind == NodeKind::File).then_some(node.size)
 }
 
-/// `node` and everything below it was removed.
-fn gone(repo: &Repository, node: &Node, path: &str, report: &mut dyn FnMut(Difference)) -> Result<()> {
+/// `node` and everything below it is only on one side: `Removed` (before) or `Added` (after).
+fn one_side(
+    repo: &Repository,
+    node: &Node,
+    change: Change,
+    path: &str,
+    report: &mut dyn FnMut(Difference),
+) -> Result<()> {
     let path = child_path(path, node);
+    let removed = change == Change::Removed;
+    let size = file_size(node);
     report(Difference {
-        change: Change::Removed,
+        change,
         path: path.clone(),
         kind: node.kind,
-        size_before: file_size(node),
-        size_after: None,
+        size_before: if removed { size } else { None },
+        size_after: if removed { None } else { size },
     });
     match node.subtree {
-        Some(sub) => diff_trees(repo, Some(sub), None, &path, report),
-        None => Ok(()),
-    }
-}
-
-/// `node` and everything below it was added.
-fn came(repo: &Repository, node: &Node, path: &str, report: &mut dyn FnMut(Difference)) -> Result<()> {
-    let path = child_path(path, node);
-    report(Difference {
-        change: Change::Added,
-        path: path.clone(),
-        kind: node.kind,
-        size_before: None,
-        size_after: file_size(node),
-    });
-    match node.subtree {
+        Some(sub) if removed => diff_trees(repo, Some(sub), None, &path, report),
         Some(sub) => diff_trees(repo, None, Some(sub), &path, report),
         None => Ok(()),
     }

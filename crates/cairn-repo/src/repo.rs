@@ -172,14 +172,11 @@ impl Repository {
             // A few files at a time: each is a storage round trip plus decryption, so they
             // overlap well, and what waits to be added stays small.
             for batch in keys.chunks(INDEX_READERS) {
-                let read: Vec<Result<Vec<IndexedPack>>> = match batch {
-                    [key] => vec![self.read_index_file(key)],
-                    _ => std::thread::scope(|scope| {
-                        let readers: Vec<_> =
-                            batch.iter().map(|key| scope.spawn(move || self.read_index_file(key))).collect();
-                        readers.into_iter().map(|r| r.join().expect("an index reader panicked")).collect()
-                    }),
-                };
+                let read: Vec<Result<Vec<IndexedPack>>> = std::thread::scope(|scope| {
+                    let readers: Vec<_> =
+                        batch.iter().map(|key| scope.spawn(move || self.read_index_file(key))).collect();
+                    readers.into_iter().map(|r| r.join().expect("an index reader panicked")).collect()
+                });
                 for (key, packs) in batch.iter().zip(read) {
                     match packs {
                         Ok(packs) => add(&mut out, key, packs),

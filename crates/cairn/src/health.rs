@@ -76,12 +76,9 @@ pub fn stale(
     (now - since > limit).then_some(Stale { since, never_succeeded: last_success.is_none(), limit })
 }
 
-/// A job's schedule in the daemon's time zone; `None` when it has none. Expressions and the
-/// zone were checked when the config was loaded.
+/// A job's schedule (perhaps empty: it never fires) in the daemon's time zone. Expressions
+/// and the zone were checked when the config was loaded.
 fn schedule_of(job: &JobConfig, config: &Config) -> Option<Schedule> {
-    if job.schedule.is_empty() {
-        return None;
-    }
     let zone = Zone::parse(config.file.daemon.as_ref().and_then(|d| d.timezone.as_deref())).ok()?;
     Schedule::new(&job.schedule, zone, None).ok()
 }

@@ -3,8 +3,8 @@
 //! `main` parses the command line, runs one command and turns its result into an exit code
 //! (see [`exit`]). Commands live in `commands/`, one file each.
 
-/// `print!` that returns the write's error instead of panicking: output piped into `head`
-/// ends the command quietly (see [`is_broken_pipe`]). Use with `?`.
+/// `print!` that returns the write's error instead of panicking; a closed pipe is not an
+/// error (see [`output::stdout`]). Use with `?`.
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::output::stdout(format_args!($($arg)*))
@@ -56,9 +56,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             let (code, hint) = exit::classify(&err);
-            if is_broken_pipe(&err) {
-                return ExitCode::from(exit::OK);
-            }
             eprintln!("error: {err:#}");
             if let Some(hint) = hint {
                 eprintln!("hint: {hint}");
@@ -66,11 +63,6 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// Output piped into `head` that closed early is not a failure.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// Make glibc return freed chunk buffers to the system at once.

@@ -4,18 +4,31 @@
 //! when stderr is a terminal and `CAIRN_NO_PROGRESS` is unset.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::env;
 
-/// Write to stdout (for [`out!`] and [`outln!`]); a closed pipe is an error to return, not
-/// a panic.
+/// Set once a write to stdout found the reader gone.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout (for [`out!`] and [`outln!`]). Once the reader is gone (`cairn ls | head`),
+/// output is dropped quietly and the command goes on, so its exit code is still its own
+/// outcome's: a failed check or backup piped into `head` still fails.
 pub fn stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     use std::io::Write;
-    std::io::stdout().lock().write_fmt(args)
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match std::io::stdout().lock().write_fmt(args) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// `1.5 GiB`, `12.0 MiB`, `512 B`.

@@ -529,6 +529,20 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(code(&out), 0, "{args:?}: {}", describe(&out));
         assert!(stderr(&out).is_empty(), "{args:?} said something on stderr: {}", describe(&out));
     }
+    // A closed pipe never hides an outcome: a check that finds damage still fails.
+    for dir in fs::read_dir(tmp.path().join("repo/packs")).unwrap() {
+        for pack in fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = pack.unwrap().path();
+            let mut bytes = fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x55;
+            fs::write(&path, bytes).unwrap();
+        }
+    }
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cairn.command(&["check", "--read-data"]).stdout(writer).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", describe(&out));
 }
 
 #[test]

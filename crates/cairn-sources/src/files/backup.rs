@@ -61,8 +61,10 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupOutcome, FilesError> {
     let started = Instant::now();
+    let items = top_level_items(repo, paths, parent)?;
     let readers = options.read_threads.max(1);
     let (reads, jobs) = crossbeam_channel::bounded::<ReadJob>(READ_QUEUE_PER_READER * readers);
+    let budget = Budget { active: AtomicUsize::new(1), max: options.read_threads.max(1) };
     std::thread::scope(|scope| {
         for i in 0..readers {
             let jobs = jobs.clone();
@@ -72,37 +74,28 @@ pub fn backup(
                 .expect("spawning a reader thread");
         }
         drop(jobs);
-        // Dropping `reads` when the walk ends lets the readers finish.
-        walk(repo, writer, paths, parent, options, progress, reads, started)
+        // The calling thread is the first walker. The walkers hold the only senders of the
+        // queue, so the readers finish when the walk is over, however it ends.
+        let mut walker = Walker {
+            repo,
+            writer,
+            options,
+            progress,
+            budget: &budget,
+            reads,
+            stats: SourceStats::default(),
+            warnings: Vec::new(),
+            hard_links: HashMap::new(),
+        };
+        let mut root = walker.save_items(items)?;
+        let root_id = writer.save_tree(&mut root)?;
+        walker.stats.duration_secs = started.elapsed().as_secs_f64();
+        Ok(BackupOutcome { root: root_id, stats: walker.stats, warnings: walker.warnings })
     })
 }
 
-/// Walk `paths` from the calling thread (the first walker), handing files to the readers
-/// through `reads`.
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    repo: &Repository,
-    writer: &Writer<'_>,
-    paths: &[PathBuf],
-    parent: Option<Id>,
-    options: &BackupOptions,
-    progress: &dyn Progress,
-    reads: crossbeam_channel::Sender<ReadJob>,
-    started: Instant,
-) -> Result<BackupOutcome, FilesError> {
-    // The calling thread is the first walker.
-    let budget = Budget { active: AtomicUsize::new(1), max: options.read_threads.max(1) };
-    let mut walker = Walker {
-        repo,
-        writer,
-        options,
-        progress,
-        budget: &budget,
-        reads: &reads,
-        stats: SourceStats::default(),
-        warnings: Vec::new(),
-        hard_links: HashMap::new(),
-    };
+/// One item per top-level path, each with its node in the parent snapshot's root tree.
+fn top_level_items(repo: &Repository, paths: &[PathBuf], parent: Option<Id>) -> Result<Vec<Item>, FilesError> {
     let parent_root = parent.and_then(|p| repo.load_tree(&p).ok());
     let mut items = Vec::new();
     let mut names: HashMap<Vec<u8>, PathBuf> = HashMap::new();
@@ -119,10 +112,7 @@ fn walk(
         let previous = parent_root.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
         items.push(Item { name, path: path.clone(), rel: PathBuf::new(), meta, previous });
     }
-    let mut root = walker.save_items(items)?;
-    let root_id = writer.save_tree(&mut root)?;
-    walker.stats.duration_secs = started.elapsed().as_secs_f64();
-    Ok(BackupOutcome { root: root_id, stats: walker.stats, warnings: walker.warnings })
+    Ok(items)
 }
 
 /// The name a top-level path is stored under: its last component, after resolving `.`/`..`.
@@ -167,7 +157,7 @@ struct Walker<'a, 'w> {
     progress: &'a dyn Progress,
     budget: &'a Budget,
     /// Files to read go to the reader threads through this.
-    reads: &'a crossbeam_channel::Sender<ReadJob>,
+    reads: crossbeam_channel::Sender<ReadJob>,
     stats: SourceStats,
     warnings: Vec<String>,
     /// Content already saved for (device, inode) of files with several links.
@@ -183,7 +173,7 @@ impl<'a, 'w> Walker<'a, 'w> {
             options: self.options,
             progress: self.progress,
             budget: self.budget,
-            reads: self.reads,
+            reads: self.reads.clone(),
             stats: SourceStats::default(),
             warnings: Vec::new(),
             hard_links: HashMap::new(),
@@ -317,6 +307,10 @@ impl<'a, 'w> Walker<'a, 'w> {
 
     /// Queue files for the readers; [`Reading::collect`] waits for them.
     fn submit_reads(&self, items: &[Item], to_read: Vec<(usize, Node)>) -> Reading {
+        if to_read.is_empty() {
+            // The common case of an unchanged directory: no channel to make.
+            return Reading { results: crossbeam_channel::never(), expected: 0 };
+        }
         let (done, results) = crossbeam_channel::unbounded();
         let expected = to_read.len();
         for (position, node) in to_read {

@@ -19,7 +19,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
     let repo = settings::open(global)?;
     let (from_id, from) = super::find_snapshot(&repo, &args.from, None)?;
     let (to_id, to) = super::find_snapshot(&repo, &args.to, None)?;
-    // Source name -> (root before, root after), in the order the snapshots list them.
+    // Every source of either snapshot, in the order they list them.
     let mut names: Vec<&str> = from.sources.iter().map(|s| s.name.as_str()).collect();
     names.extend(to.sources.iter().map(|s| s.name.as_str()).filter(|n| !from.sources.iter().any(|s| s.name == *n)));
     if let Some(wanted) = &args.source {
@@ -76,29 +76,20 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
     Ok(())
 }
 
-/// How many entries changed which way, and the sizes of files added and removed (a modified
-/// file counts as its old size removed and its new size added).
+/// How many entries changed which way (every kind, zero or not), and the sizes of files
+/// added and removed (a modified file counts as its old size removed and its new added).
 struct Summary {
-    counts: BTreeMap<&'static str, u64>,
+    counts: BTreeMap<Change, u64>,
     bytes_added: u64,
     bytes_removed: u64,
 }
 
 impl Summary {
     fn of<'d>(changes: impl Iterator<Item = &'d Difference>) -> Summary {
-        let mut s = Summary { counts: BTreeMap::new(), bytes_added: 0, bytes_removed: 0 };
-        for key in ["added", "removed", "modified", "type_changed", "metadata"] {
-            s.counts.insert(key, 0);
-        }
+        let counts = Change::ALL.into_iter().map(|c| (c, 0)).collect();
+        let mut s = Summary { counts, bytes_added: 0, bytes_removed: 0 };
         for d in changes {
-            let key = match d.change {
-                Change::Added => "added",
-                Change::Removed => "removed",
-                Change::Modified => "modified",
-                Change::TypeChanged => "type_changed",
-                Change::Metadata => "metadata",
-            };
-            *s.counts.entry(key).or_default() += 1;
+            *s.counts.entry(d.change).or_default() += 1;
             if d.change != Change::Metadata {
                 s.bytes_added += d.size_after.unwrap_or(0);
                 s.bytes_removed += d.size_before.unwrap_or(0);
@@ -108,14 +99,6 @@ impl Summary {
     }
 
     fn describe(&self) -> String {
-        let c = |k: &str| self.counts.get(k).copied().unwrap_or(0);
-        format!(
-            "{} added, {} removed, {} modified, {} changed type, {} metadata only",
-            c("added"),
-            c("removed"),
-            c("modified"),
-            c("type_changed"),
-            c("metadata")
-        )
+        self.counts.iter().map(|(c, n)| format!("{n} {}", c.counted())).collect::<Vec<_>>().join(", ")
     }
 }

@@ -70,12 +70,6 @@ pub const PRE_RESTORE: &str = "pre-restore";
 
 /// Print JSON to stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    // A write error is kept as the io::Error it is, so a closed pipe ends quietly (main).
-    serde_json::to_writer_pretty(&mut out, value).map_err(|e| {
-        e.io_error_kind().map_or_else(|| e.into(), |kind| anyhow::Error::from(std::io::Error::from(kind)))
-    })?;
-    writeln!(out)?;
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }

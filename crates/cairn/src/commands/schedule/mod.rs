@@ -221,7 +221,7 @@ struct Report {
 
 impl Report {
     fn say(&self, line: impl AsRef<str>) {
-        // What was done is on disk either way; a closed stdout must not stop it half-way.
+        // What was done is on disk either way; a failing stdout must not stop it half-way.
         if !self.quiet {
             let _ = outln!("{}", line.as_ref());
         }
