@@ -124,16 +124,30 @@ impl Chunker {
 
     /// Chunks of a reader, each as an owned buffer; memory use is bounded by a few `max`.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream { chunker: self, reader, buf: Vec::new(), start: 0, eof: false }
+        self.stream_with_buffer(reader, Vec::new())
+    }
+
+    /// Like [`Chunker::stream`], reading through `buffer` (its contents are ignored), which
+    /// [`ChunkStream::into_buffer`] gives back for the next stream: a reused buffer costs no
+    /// allocation, no fresh pages and no zeroing.
+    pub fn stream_with_buffer<R: Read>(&self, reader: R, buffer: Vec<u8>) -> ChunkStream<'_, R> {
+        ChunkStream { chunker: self, reader, buf: buffer, start: 0, end: 0, eof: false }
     }
 }
+
+/// The first size of a new read buffer; it doubles as long as reads fill it, up to twice
+/// the largest chunk.
+const FIRST_READ_SIZE: usize = 64 << 10;
 
 /// Iterator over the chunks of a reader; see [`Chunker::stream`].
 pub struct ChunkStream<'c, R> {
     chunker: &'c Chunker,
     reader: R,
+    /// `buf[start..end]` is read and not yet cut. The bytes after `end` are initialised but
+    /// hold nothing: they are what the next read fills, without zeroing them again.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     eof: bool,
 }
 
@@ -141,16 +155,28 @@ impl<R: Read> ChunkStream<'_, R> {
     /// Top the buffer up to at least `max` unread bytes, or to the end of the stream.
     fn fill(&mut self) -> io::Result<()> {
         let max = self.chunker.params.max();
-        if self.start > 0 && self.buf.len() - self.start < max {
-            self.buf.drain(..self.start);
+        if self.eof || self.end - self.start >= max {
+            return Ok(());
+        }
+        // Move the unread bytes to the front, so that the buffer never needs more than
+        // twice `max`.
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        // Read in large steps so small chunks do not mean small reads; `read_to_end` grows
-        // the buffer only as data arrives, so a small file never costs a large allocation.
-        while !self.eof && self.buf.len() - self.start < max {
-            let want = 2 * max - (self.buf.len() - self.start);
-            let got = (&mut self.reader).take(want as u64).read_to_end(&mut self.buf)?;
-            self.eof = got < want;
+        // Every pass reads, grows the buffer, or ends: the loop ends with the stream.
+        while !self.eof && self.end < max {
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 2).max(FIRST_READ_SIZE).min(2 * max);
+                self.buf.resize(grown, 0);
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -160,23 +186,28 @@ impl<R: Read> ChunkStream<'_, R> {
         self.eof
     }
 
-    /// The next chunk, copied into a buffer from `buffer` (cleared first), which is asked
-    /// for only when there is a chunk: reusing buffers spares the allocator and the kernel
-    /// the work of fresh pages for every chunk.
-    pub fn next_with(&mut self, buffer: impl FnOnce() -> Vec<u8>) -> Option<io::Result<Vec<u8>>> {
+    /// The next chunk, copied into a buffer from `buffer` (called with the chunk's length;
+    /// the buffer is cleared first), which is asked for only when there is a chunk: reusing
+    /// buffers spares the allocator and the kernel the work of fresh pages for every chunk.
+    pub fn next_with(&mut self, buffer: impl FnOnce(usize) -> Vec<u8>) -> Option<io::Result<Vec<u8>>> {
         if let Err(e) = self.fill() {
             return Some(Err(e));
         }
-        let pending = &self.buf[self.start..];
+        let pending = &self.buf[self.start..self.end];
         if pending.is_empty() {
             return None;
         }
         let len = self.chunker.cut(pending);
-        let mut chunk = buffer();
+        let mut chunk = buffer(len);
         chunk.clear();
         chunk.extend_from_slice(&pending[..len]);
         self.start += len;
         Some(Ok(chunk))
+    }
+
+    /// The read buffer, for [`Chunker::stream_with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 }
 
@@ -184,7 +215,7 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_with(Vec::new)
+        self.next_with(Vec::with_capacity)
     }
 }
 
@@ -279,6 +310,25 @@ mod tests {
             let streamed: Vec<Vec<u8>> = c.stream(Trickle(&data, read_size)).map(Result::unwrap).collect();
             let direct: Vec<Vec<u8>> = c.split(&data).map(<[u8]>::to_vec).collect();
             prop_assert_eq!(streamed, direct);
+        }
+
+        #[test]
+        fn a_reused_buffer_changes_no_chunk(first in 0usize..200_000, second in 0usize..200_000, avg_bits in 12u32..15) {
+            let c = chunker(1 << avg_bits);
+            // A stream with larger chunks leaves a bigger buffer, full of its own bytes.
+            let big = chunker(1 << 16);
+            let seeded = seeded_bytes(1, first);
+            let mut stream = big.stream(seeded.as_slice());
+            while stream.next().is_some() {}
+            let mut buffer = stream.into_buffer();
+            for (seed, len) in [(2, second), (3, first)] {
+                let data = seeded_bytes(seed, len);
+                let mut stream = c.stream_with_buffer(data.as_slice(), buffer);
+                let streamed: Vec<Vec<u8>> = stream.by_ref().map(Result::unwrap).collect();
+                buffer = stream.into_buffer();
+                let direct: Vec<Vec<u8>> = c.split(&data).map(<[u8]>::to_vec).collect();
+                prop_assert_eq!(streamed, direct);
+            }
         }
     }
 }

@@ -214,46 +214,57 @@ struct Shared {
     spares: Spares,
 }
 
-/// Buffers of finished work, kept for the next chunk or pack: a fresh allocation of this
-/// size costs page faults and zeroed pages, which the kernel bills at several percent of a
-/// backup.
-#[derive(Default)]
+/// Buffers of finished work, kept for the next stream, chunk or pack: a fresh allocation of
+/// this size costs page faults and zeroed pages, which the kernel bills at several percent
+/// of a backup.
 struct Spares {
-    chunks: Mutex<Vec<Vec<u8>>>,
-    packs: Mutex<Vec<Vec<u8>>>,
+    /// Read buffers, one per stream read at a time (usually one per core).
+    reads: Pool,
+    /// As many as chunks can be in flight: queued, with the workers, being filled by callers.
+    chunks: Pool,
+    /// Packs rotate through building (one of each kind), queued and uploading.
+    packs: Pool,
 }
 
-/// Spare chunk buffers kept: about as many as chunks in flight.
-const SPARE_CHUNKS: usize = 2;
-/// Spare pack buffers kept: packs rotate through building, queued and uploading.
-const SPARE_PACKS: usize = 1;
-
 impl Spares {
-    fn take(pool: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
-        pool.lock().expect("spares lock poisoned").pop().unwrap_or_default()
+    fn new(threads: usize) -> Spares {
+        Spares { reads: Pool::new(16), chunks: Pool::new(4 * threads), packs: Pool::new(3) }
+    }
+}
+
+/// Spare buffers of one use, at most `kept` of them.
+struct Pool {
+    buffers: Mutex<Vec<Vec<u8>>>,
+    kept: usize,
+}
+
+impl Pool {
+    fn new(kept: usize) -> Pool {
+        Pool { buffers: Mutex::default(), kept }
     }
 
-    fn take_chunk(&self) -> Vec<u8> {
-        Spares::take(&self.chunks)
+    /// A buffer for `len` bytes: the smallest spare that holds them without growing (growing
+    /// means a fresh allocation), else the largest; an empty one if there is no spare.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut pool = self.buffers.lock().expect("spares lock poisoned");
+        let fits = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());
+        let best = fits.or_else(|| pool.iter().enumerate().max_by_key(|(_, b)| b.capacity())).map(|(i, _)| i);
+        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
     }
 
-    fn take_pack(&self) -> Vec<u8> {
-        Spares::take(&self.packs)
-    }
-
-    fn give(pool: &Mutex<Vec<Vec<u8>>>, buffer: Vec<u8>, kept: usize) {
-        let mut pool = pool.lock().expect("spares lock poisoned");
-        if pool.len() < kept && buffer.capacity() > 0 {
-            pool.push(buffer);
+    /// Keep a buffer for later; a full pool keeps its largest.
+    fn give(&self, buffer: Vec<u8>) {
+        let mut pool = self.buffers.lock().expect("spares lock poisoned");
+        if buffer.capacity() == 0 {
+            return;
         }
-    }
-
-    fn give_chunk(&self, buffer: Vec<u8>) {
-        Spares::give(&self.chunks, buffer, SPARE_CHUNKS);
-    }
-
-    fn give_pack(&self, buffer: Vec<u8>) {
-        Spares::give(&self.packs, buffer, SPARE_PACKS);
+        if pool.len() < self.kept {
+            pool.push(buffer);
+        } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()) {
+            if smallest.capacity() < buffer.capacity() {
+                *smallest = buffer;
+            }
+        }
     }
 }
 
@@ -289,7 +300,7 @@ impl<'r> Writer<'r> {
             failed: AtomicBool::new(false),
             error: Mutex::default(),
             stats: WriterStats::default(),
-            spares: Spares::default(),
+            spares: Spares::new(options.threads.max(1)),
         });
         let threads = options.threads.max(1);
         // Two jobs per worker in flight: enough to keep them busy, little memory.
@@ -356,7 +367,7 @@ impl<'r> Writer<'r> {
         if self.shared.is_new(id, data.len()) {
             self.send(Job { kind, data, dest: Dest::New(id) })?;
         } else {
-            self.shared.spares.give_chunk(data);
+            self.shared.spares.chunks.give(data);
         }
         Ok(id)
     }
@@ -372,10 +383,10 @@ impl<'r> Writer<'r> {
     /// core busy.
     pub fn save_stream(&self, reader: impl Read, params: ChunkParams) -> Result<SavedStream, SaveError> {
         let chunker = Chunker::new(self.shared.keys.gear(), params);
-        let mut chunks = chunker.stream(reader);
+        let mut chunks = chunker.stream_with_buffer(reader, self.shared.spares.reads.take(2 * params.max()));
         let mut saved = SavedStream::default();
         let mut by_workers: Option<Arc<StreamIds>> = None;
-        while let Some(chunk) = chunks.next_with(|| self.shared.spares.take_chunk()) {
+        while let Some(chunk) = chunks.next_with(|len| self.shared.spares.chunks.take(len)) {
             let chunk = chunk.map_err(SaveError::Source)?;
             // Decided at the first chunk, when the reader has filled one buffer.
             if saved.size == 0 && !chunks.buffered_to_end() {
@@ -391,6 +402,7 @@ impl<'r> Writer<'r> {
                 }
             }
         }
+        self.shared.spares.reads.give(chunks.into_buffer());
         if let Some(ids) = by_workers {
             saved.content = ids.wait(&self.shared.failed).ok_or_else(|| self.take_error())?;
         }
@@ -480,7 +492,7 @@ fn worker(rx: &Receiver<Job>, shared: &Shared) {
                 let id = shared.keys.blob_id(&data);
                 ids.fill(at, Some(id));
                 if !shared.is_new(id, data.len()) {
-                    shared.spares.give_chunk(data);
+                    shared.spares.chunks.give(data);
                     continue;
                 }
                 id
@@ -489,7 +501,7 @@ fn worker(rx: &Receiver<Job>, shared: &Shared) {
         if let Err(e) = store_blob(shared, kind, id, &data, &mut sealed) {
             fail(shared, e);
         }
-        shared.spares.give_chunk(data);
+        shared.spares.chunks.give(data);
     }
 }
 
@@ -520,7 +532,7 @@ fn store_blob(shared: &Shared, kind: BlobKind, id: Id, data: &[u8], sealed: &mut
     let full = {
         let mut packer = shared.packers[kind as usize].lock().expect("packer lock poisoned");
         if packer.is_empty() {
-            packer.recycle(shared.spares.take_pack());
+            packer.recycle(shared.spares.packs.take(shared.options.pack_size));
             // Room for a full pack and one more blob: the buffer never doubles past that.
             packer.reserve(shared.options.pack_size + sealed.len());
         }
@@ -548,7 +560,7 @@ fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
     let Upload { kind, id, bytes, entries } = upload;
     shared.storage.put(&pack_key(&id), &bytes)?;
     shared.stats.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    shared.spares.give_pack(bytes);
+    shared.spares.packs.give(bytes);
     shared.written.lock().expect("written lock poisoned").packs.push(IndexedPack { id, kind, entries });
     Ok(())
 }
@@ -599,6 +611,19 @@ mod tests {
     /// What sequential chunking and hashing would give: the stream's ids, in order.
     fn expected_ids(repo: &Repository, data: &[u8]) -> Vec<Id> {
         Chunker::new(repo.keys().gear(), SMALL).split(data).map(|c| repo.keys().blob_id(c)).collect()
+    }
+
+    #[test]
+    fn a_pool_hands_out_the_smallest_buffer_that_fits_and_keeps_its_largest() {
+        let pool = Pool::new(2);
+        for capacity in [10, 1000, 100] {
+            pool.give(Vec::with_capacity(capacity));
+        }
+        pool.give(Vec::new());
+        // 10 was dropped for 100 once the pool was full; an empty buffer is never kept.
+        assert!(pool.take(50).capacity() >= 100);
+        assert!(pool.take(5000).capacity() >= 1000, "nothing fits: the largest");
+        assert_eq!(pool.take(1).capacity(), 0, "the pool is empty");
     }
 
     #[test]
