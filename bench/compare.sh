@@ -21,8 +21,13 @@ export BENCH_DIR DATASETS QUICK
 RUN_ID=$(date +%Y%m%d-%H%M%S)
 LOG_DIR=$BENCH_DIR/logs/$RUN_ID
 RESULTS=$BENCH_DIR/results-$RUN_ID.md
-WORK=$BENCH_DIR/work        # per-tool scratch copy of the dataset
-SCRATCH=$BENCH_DIR/scratch  # repos, restore targets, tool caches
+# Every tool run works under $RUN_DIR/<dataset>/<tool>: a copy of the dataset,
+# the repository, the restore target and the tool's caches. Nothing there is
+# deleted until every tool has run on the dataset: on ext4 without a journal,
+# creating files is much slower for minutes after many files were deleted, and
+# deleting one tool's copies before the next tool's restore would bill that to
+# the next tool (see bench/README.md).
+RUN_DIR=$BENCH_DIR/run
 
 # Same passphrase everywhere; encryption is on for all three tools.
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench CAIRN_PASSWORD=bench
@@ -105,7 +110,7 @@ tool_version() {
 }
 
 avail_kb=$(df -Pk "$BENCH_DIR" | awk 'NR == 2 {print $4}')
-need_gb=$([[ $QUICK == 1 ]] && echo 2 || echo 16)
+need_gb=$([[ $QUICK == 1 ]] && echo 4 || echo 24)
 if ((avail_kb < need_gb * 1024 * 1024)); then
     log "WARNING: only $((avail_kb / 1024 / 1024)) GiB free under $BENCH_DIR; a run needs about $need_gb GiB"
 fi
@@ -278,14 +283,13 @@ du_bytes() { du -sb "$1" | cut -f1; }
 # One tool on one dataset: all steps, on a fresh copy of the pristine data.
 bench_one() { # dataset tool
     local ds=$1 tool=$2 pristine=${PRISTINE[$1]}
-    local src
-    src=$WORK/$ds/$(basename "$pristine")
-    local repo=$SCRATCH/repo out=$SCRATCH/restore state=$SCRATCH/state
+    local base=$RUN_DIR/$1/$2
+    local src=$base/work/$(basename "$pristine")
+    local repo=$base/repo out=$base/restore state=$base/state
     local logp=$LOG_DIR/$ds-$tool n got
 
     log "[$ds/$tool] fresh copy of the dataset -> $src"
-    rm -rf "$WORK" "$SCRATCH"
-    mkdir -p "$WORK/$ds" "$state/cache" "$state/config"
+    mkdir -p "$base/work" "$state/cache" "$state/config"
     cp -a "$pristine" "$src"
     # Per-run caches (borg files cache, restic metadata cache, cairn's, if
     # any) live under $state: no run sees another run's cache, and ~/.cache
@@ -296,7 +300,7 @@ bench_one() { # dataset tool
     warm_cache "$src"
 
     tool_init "$tool" "$repo"
-    if ! timed "$tool" "$ds: init" "$SCRATCH" "$logp-init.log"; then
+    if ! timed "$tool" "$ds: init" "$base" "$logp-init.log"; then
         R[$ds|b1_s|$tool]="ERR (init)"; return 0
     fi
 
@@ -308,7 +312,7 @@ bench_one() { # dataset tool
         fi
         tool_backup "$tool" "$repo" "$n" "$src"
         log "[$ds/$tool] ${labels[n]}"
-        if ! timed "$tool" "$ds: backup $n" "$SCRATCH" "$logp-backup$n.log"; then
+        if ! timed "$tool" "$ds: backup $n" "$base" "$logp-backup$n.log"; then
             R[$ds|b${n}_s|$tool]=ERR; return 0
         fi
         R[$ds|b${n}_s|$tool]=$WALL
@@ -332,8 +336,7 @@ bench_one() { # dataset tool
     R[$ds|verify|$tool]=$(verify_content "$src" "$got" "$logp-verify.log")
     R[$ds|meta|$tool]=$(verify_metadata "$src" "$got" "$logp-verify.log")
     [[ ${R[$ds|verify|$tool]} == OK ]] || FAILED=1
-    log "[$ds/$tool]   content ${R[$ds|verify|$tool]}, metadata ${R[$ds|meta|$tool]}; cleaning up"
-    rm -rf "$WORK" "$SCRATCH"
+    log "[$ds/$tool]   content ${R[$ds|verify|$tool]}, metadata ${R[$ds|meta|$tool]}"
 }
 
 declare -A DS_DESC=()
@@ -361,23 +364,38 @@ measure_floors() { # dataset
     CMD=(bash -c 'tar -cf - -C "$1" "$2" | zstd -2 -T"$3" -c >/dev/null' floor "$dir" "$base" "$(nproc)")
     run_step "$BENCH_DIR" "$logf" && F[$ds|zstd]=$WALL
     bytes=${R[$ds|size1|cairn]:-$(du_bytes "$p")}
-    mkdir -p "$SCRATCH"
+    mkdir -p "$RUN_DIR/$ds"
     CMD=(bash -c 'tar -cf - -C "$1" "$2" | head -c "$3" | dd of="$4" bs=16M iflag=fullblock conv=fsync status=none' \
-        floor "$dir" "$base" "$bytes" "$SCRATCH/floor.out")
+        floor "$dir" "$base" "$bytes" "$RUN_DIR/$ds/floor.out")
     run_step "$BENCH_DIR" "$logf" && F[$ds|write]=$WALL
     F[$ds|write_mib]=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
-    rm -rf "$SCRATCH"
 }
 
 log "run $RUN_ID: datasets [$DATASETS], tools [$TOOLS], quick=$QUICK; logs in $LOG_DIR"
+# Leftovers of an interrupted run (and the layout of older script versions).
+deleted=0
+for stale in "$RUN_DIR" "$BENCH_DIR/work" "$BENCH_DIR/scratch"; do
+    if [[ -e $stale ]]; then
+        log "deleting leftovers of an earlier run: $stale"
+        rm -rf "$stale"
+        deleted=1
+    fi
+done
+# Let the file system forget those deletions before the first tool runs.
+if ((deleted)) && [[ $QUICK != 1 ]]; then
+    log "waiting ${SETTLE:-300}s after that deletion (SETTLE=0 skips)"
+    sleep "${SETTLE:-300}"
+fi
+trap 'rm -rf "$RUN_DIR"' EXIT
 for ds in $DATASETS; do
     DS_DESC[$ds]=$(describe_dataset "$ds")
     for tool in $TOOLS; do
         bench_one "$ds" "$tool"
     done
     measure_floors "$ds"
+    log "[$ds] deleting every tool's copies, repositories and restores"
+    rm -rf "$RUN_DIR"
 done
-rm -rf "$WORK" "$SCRATCH"
 
 # ---------------------------------------------------------------- report ---
 
