@@ -45,6 +45,23 @@ impl std::fmt::Display for Alarm {
 
 impl std::error::Error for Alarm {}
 
+/// An error's text with its causes, each said once. Most errors name their cause in their
+/// own message (so that `{}` alone tells the whole story); anyhow's `{:#}` would then say the
+/// cause twice.
+pub fn message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Exit code for an error, and a hint for people where one helps.
 pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     if err.downcast_ref::<Partial>().is_some() {
@@ -80,4 +97,39 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
         }
     }
     (ERROR, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Like most errors here: its message names its cause, which is also its source.
+    #[derive(Debug)]
+    struct NamesItsCause {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for NamesItsCause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for NamesItsCause {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let err = anyhow::Error::new(NamesItsCause { path: "/mnt/x".into(), source: full });
+        assert_eq!(message(err.as_ref()), "/mnt/x: No space left on device");
+        let err = err.context("restoring to /mnt");
+        assert_eq!(message(err.as_ref()), "restoring to /mnt: /mnt/x: No space left on device");
+        let plain = anyhow::anyhow!(std::io::Error::other("denied")).context("opening y");
+        assert_eq!(message(plain.as_ref()), "opening y: denied");
+    }
 }

@@ -93,13 +93,13 @@ pub fn run_job(
     let job = config.job(name)?;
     let mut results = Vec::new();
     if let Err(e) = run_hook(name, job, Hook::Before, &[]) {
-        results.push(failed(name, "-", format!("{e:#}")));
+        results.push(failed(name, "-", crate::exit::message(e.as_ref())));
     } else {
         for target in job_targets(global, config, job)? {
             let repo = match settings::open_target(global, &target) {
                 Ok(repo) => repo,
                 Err(e) => {
-                    results.push(failed(name, &target.name, format!("{e:#}")));
+                    results.push(failed(name, &target.name, crate::exit::message(e.as_ref())));
                     continue;
                 }
             };
@@ -112,14 +112,17 @@ pub fn run_job(
                 match crate::commands::forget::after_backup(&repo, config, name, &host) {
                     Ok(n) if n > 0 && display.announce => eprintln!("job {name}: retention removed {n} snapshot(s)"),
                     Ok(_) => {}
-                    Err(e) => eprintln!("warning: job {name}: applying retention failed: {e:#}"),
+                    Err(e) => eprintln!(
+                        "warning: job {name}: applying retention failed: {}",
+                        crate::exit::message(e.as_ref())
+                    ),
                 }
             }
             results.push(result);
         }
     }
     if let Err(e) = run_hook(name, job, Hook::After, &results) {
-        eprintln!("warning: {e:#}");
+        eprintln!("warning: {}", crate::exit::message(e.as_ref()));
     }
     Ok(results)
 }
@@ -172,7 +175,7 @@ pub fn run_into(
     let parent = match latest_of_job(repo, job_name, &host) {
         Ok(p) => p,
         Err(e) => {
-            result.error = Some(format!("{e:#}"));
+            result.error = Some(crate::exit::message(e.as_ref()));
             return result;
         }
     };
@@ -263,7 +266,7 @@ fn capture_all(
                     warnings: Vec::new(),
                 };
                 let outcome = sources::adapter(config, source)
-                    .map_err(|e| SourceError::new(format!("{e:#}")))
+                    .map_err(|e| SourceError::new(crate::exit::message(e.as_ref())))
                     .and_then(|adapter| {
                         let writer = repo.writer(writer_options);
                         let ctx = CaptureContext { repo, writer: &writer, chunking, progress };

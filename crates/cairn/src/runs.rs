@@ -70,7 +70,9 @@ impl HistorySink {
 }
 
 fn warn<T>(result: anyhow::Result<T>) -> Option<T> {
-    result.map_err(|e| eprintln!("warning: run history: {e:#}; this run is not recorded")).ok()
+    result
+        .map_err(|e| eprintln!("warning: run history: {}; this run is not recorded", crate::exit::message(e.as_ref())))
+        .ok()
 }
 
 impl RunSink for HistorySink {

@@ -236,18 +236,21 @@ fn enable_timers(user: bool, jobs: &[JobSchedule], restart: &[String], report: &
         timers.join(" ")
     );
     if let Err(e) = host::systemctl(user, &["daemon-reload"]) {
-        return report.problem(format!("{e:#}{hint}"));
+        return report.problem(format!("{}{hint}", crate::exit::message(e.as_ref())));
     }
     let mut enable = vec!["enable", "--now"];
     enable.extend(timers.iter().map(String::as_str));
     if let Err(e) = host::systemctl(user, &enable) {
-        return report.problem(format!("{e:#}{hint}"));
+        return report.problem(format!("{}{hint}", crate::exit::message(e.as_ref())));
     }
     if !restart.is_empty() {
         let mut args = vec!["restart"];
         args.extend(restart.iter().map(String::as_str));
         if let Err(e) = host::systemctl(user, &args) {
-            report.problem(format!("{e:#}\nhint: the timers keep their old schedule until restarted"));
+            report.problem(format!(
+                "{}\nhint: the timers keep their old schedule until restarted",
+                crate::exit::message(e.as_ref())
+            ));
         }
     }
     report.say(format!("enabled {}", timers.join(", ")));
