@@ -355,3 +355,51 @@ fn passwords_never_appear_in_any_output() {
     c2.ok(&[pf[0].as_ref(), pf[1].as_ref(), OsStr::new("snapshots")]);
     assert!(Path::new(&tmp.path().join("repo2/config")).exists());
 }
+
+/// A restore into a file system that fills up stops at once with one clear error (its cause
+/// said once, with a hint), keeps the files it restored whole and leaves no incomplete file
+/// behind. The small file system is a 2 MiB tmpfs in a private mount namespace (`unshare`),
+/// where the restore runs and the result is checked before the namespace goes.
+#[test]
+fn a_restore_that_fills_the_disk_stops_with_a_clear_error_and_no_half_files() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    for i in 0..8 {
+        write(&src.join(format!("f{i}.bin")), &Rng::new(i).bytes(512 << 10));
+    }
+    let cairn = Cairn::new(tmp.path().join("repo"));
+    cairn.init();
+    cairn.backup_json(&[&src], &[]);
+    let small = tmp.path().join("small");
+    fs::create_dir(&small).unwrap();
+
+    let inner = cairn.command(&["restore".as_ref(), "latest".as_ref(), "--to".as_ref(), small.as_os_str()]);
+    let script = r#"small=$1 src=$2; shift 2
+        mount -t tmpfs -o size=2m tmpfs "$small" || exit 99
+        "$@"; code=$?
+        for f in "$small"/src/*; do
+            [ -e "$f" ] || continue
+            if cmp -s "$f" "$src/${f##*/}"; then echo "WHOLE $f"; else echo "HALF $f"; fi
+        done
+        exit $code"#;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-rm", "sh", "-c", script, "sh"]).arg(&small).arg(&src).arg(inner.get_program()).args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().expect("running unshare");
+    assert_ne!(code(&out), 99, "could not mount a small tmpfs:\n{}", describe(&out));
+    cairn.assert_no_secrets(&["restore"], &out);
+
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("restore stopped") && err.contains("hint:"), "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "the cause is said once: {err}");
+    assert!(!err.contains("damaged"), "a full disk is not damaged data: {err}");
+    let listing = stdout(&out);
+    assert!(!listing.contains("HALF"), "an incomplete file was left behind:\n{listing}");
+    assert!(listing.contains("WHOLE"), "the files restored whole are kept:\n{listing}");
+}

@@ -45,6 +45,15 @@ pub enum FilesError {
     DuplicateName { name: String, first: PathBuf, second: PathBuf },
     #[error("snapshot holds an unsafe name {0:?}; refusing to restore it")]
     UnsafeName(String),
+    /// The restore target takes no more (full, over quota, read-only); the restore stopped.
+    #[error(
+        "restore stopped: writing {path}: {source}\nhint: make room there (or restore somewhere else) and restore again; files restored whole were kept, incomplete ones removed"
+    )]
+    TargetFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Repo(#[from] cairn_repo::RepoError),
 }

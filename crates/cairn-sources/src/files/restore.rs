@@ -93,22 +93,34 @@ pub fn restore(
                 clear_and_create(&path, &e.node, target_was_empty)
             }
         };
-        if let Err(err) = made {
-            out.warnings.push(format!("{}: {err}", path.display()));
-            progress.warning(&format!("{}: {err}", path.display()));
+        match made {
+            Err(source) if target_is_full(&source) => return Err(FilesError::TargetFull { path, source }),
+            Err(err) => {
+                out.warnings.push(format!("{}: {err}", path.display()));
+                progress.warning(&format!("{}: {err}", path.display()));
+            }
+            Ok(()) => {}
         }
     }
 
-    let damaged = write_contents(repo, target, &files, options.threads, progress, &mut out);
-    for &i in &damaged {
+    let written = write_contents(repo, target, &files, options.threads, progress, &mut out)?;
+    for &i in &written.damaged {
         let _ = fs::remove_file(target.join(&files[i].rel));
         out.damaged.push(files[i].rel.display().to_string());
     }
-    out.files = (files.len() - damaged.len()) as u64;
+    // A file that could not be written whole is not left behind looking restored.
+    for &i in &written.unwritten {
+        let _ = fs::remove_file(target.join(&files[i].rel));
+    }
+    out.files = (files.len() - written.damaged.len() - written.unwritten.len()) as u64;
     for (e, first) in &links {
         let path = target.join(&e.rel);
-        if damaged.contains(first) {
+        if written.damaged.contains(first) {
             out.damaged.push(e.rel.display().to_string());
+            continue;
+        }
+        if written.unwritten.contains(first) {
+            out.warnings.push(format!("{}: not linked, its first name could not be written", path.display()));
             continue;
         }
         let _ = fs::remove_file(&path);
@@ -175,7 +187,16 @@ fn prune_unselected_dirs(entries: &mut Vec<Entry>) {
     entries.retain(|e| e.selected || needed.contains(&e.rel));
 }
 
-/// Fetch and write all file contents; returns positions of damaged files.
+/// Files whose content could not be restored, by position.
+struct Written {
+    /// Their data is damaged or missing in the repository.
+    damaged: HashSet<usize>,
+    /// Writing them failed (each failure is in the outcome's warnings).
+    unwritten: HashSet<usize>,
+}
+
+/// Fetch and write all file contents. A target that takes no more stops the restore: files
+/// not yet written whole are removed and the error returned.
 fn write_contents(
     repo: &Repository,
     target: &Path,
@@ -183,7 +204,7 @@ fn write_contents(
     threads: usize,
     progress: &dyn Progress,
     out: &mut RestoreOutcome,
-) -> HashSet<usize> {
+) -> Result<Written, FilesError> {
     let contents: Vec<&[Id]> = files.iter().map(|e| e.node.content.as_slice()).collect();
     let restore_plan = plan(&repo.index(), &contents);
     let state = WriteState {
@@ -191,6 +212,8 @@ fn write_contents(
         nodes: files.iter().map(|e| &e.node).collect(),
         remaining: files.iter().map(|e| AtomicUsize::new(e.node.content.len())).collect(),
         damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
+        unwritten: Mutex::default(),
+        full: Mutex::default(),
         warnings: Mutex::default(),
         progress,
     };
@@ -198,9 +221,27 @@ fn write_contents(
     super::parallel_for(&restore_plan.packs, threads, |_, pack| {
         bytes.fetch_add(state.write_pack(repo, pack), Ordering::Relaxed);
     });
+    if let Some((file, source)) = state.full.into_inner().expect("full lock poisoned") {
+        for (path, remaining) in state.paths.iter().zip(&state.remaining) {
+            if remaining.load(Ordering::Relaxed) > 0 {
+                let _ = fs::remove_file(path);
+            }
+        }
+        return Err(FilesError::TargetFull { path: state.paths[file].clone(), source });
+    }
     out.bytes = bytes.into_inner() as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
-    state.damaged.into_inner().expect("damaged set lock poisoned")
+    Ok(Written {
+        damaged: state.damaged.into_inner().expect("damaged set lock poisoned"),
+        unwritten: state.unwritten.into_inner().expect("unwritten set lock poisoned"),
+    })
+}
+
+/// The error says the target file system takes no more writes at all, rather than that one
+/// file failed.
+fn target_is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
 }
 
 /// What the pack writers share.
@@ -210,6 +251,9 @@ struct WriteState<'a> {
     /// Blob writes each file still waits for; the writer that takes it to zero finishes it.
     remaining: Vec<AtomicUsize>,
     damaged: Mutex<HashSet<usize>>,
+    unwritten: Mutex<HashSet<usize>>,
+    /// The first write the target refused for want of room: nothing more is written.
+    full: Mutex<Option<(usize, std::io::Error)>>,
     warnings: Mutex<Vec<String>>,
     progress: &'a dyn Progress,
 }
@@ -217,7 +261,11 @@ struct WriteState<'a> {
 impl WriteState<'_> {
     fn write_pack(&self, repo: &Repository, pack: &PackPlan) -> usize {
         let mut written = 0;
+        if self.is_full() {
+            return 0;
+        }
         repo.fetch_pack(pack, |blob, data| match data {
+            Ok(_) if self.is_full() => {}
             Ok(bytes) => {
                 for t in &blob.targets {
                     match self.write_blob(t.file, bytes, t.offset) {
@@ -225,10 +273,10 @@ impl WriteState<'_> {
                             written += bytes.len();
                             self.progress.bytes(bytes.len() as u64);
                         }
-                        Err(e) => {
-                            self.progress.warning(&format!("{}: {e}", self.paths[t.file].display()));
-                            self.mark_damaged(t.file);
+                        Err(e) if target_is_full(&e) => {
+                            self.full.lock().expect("full lock poisoned").get_or_insert((t.file, e));
                         }
+                        Err(e) => self.mark_unwritten(t.file, &e),
                     }
                 }
             }
@@ -255,6 +303,19 @@ impl WriteState<'_> {
             }
         }
         Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.full.lock().expect("full lock poisoned").is_some()
+    }
+
+    /// Record a file that could not be written; its first failure is reported.
+    fn mark_unwritten(&self, file: usize, e: &std::io::Error) {
+        if self.unwritten.lock().expect("unwritten set lock poisoned").insert(file) {
+            let message = format!("{}: {e}", self.paths[file].display());
+            self.progress.warning(&message);
+            self.warnings.lock().expect("warnings lock poisoned").push(message);
+        }
     }
 
     fn mark_damaged(&self, file: usize) {
