@@ -352,12 +352,15 @@ describe_dataset() { # dataset -> "name: N files, X MiB"
 # every byte once (tar into a pipe), reading and compressing it with zstd at cairn's
 # default level on every core, and writing as many bytes as cairn's first backup
 # stored, with fsync. A first backup cannot take less than the slowest of these.
+# For restores: extracting an uncompressed tar of the data (read from the page cache)
+# into a new directory with tar -x: creating the files and writing their bytes, and
+# nothing else.
 declare -A F=()   # "dataset|floor" -> seconds
 measure_floors() { # dataset
     local ds=$1 p=${PRISTINE[$1]} bytes logf=$LOG_DIR/$1-floors.log
     local dir base
     dir=$(dirname "$p"); base=$(basename "$p")
-    log "[$ds/floors] read, read + zstd -2 -T$(nproc), write + fsync"
+    log "[$ds/floors] read, read + zstd -2 -T$(nproc), write + fsync, tar -x"
     warm_cache "$p"
     CMD=(bash -c 'tar -cf - -C "$1" "$2" | cat >/dev/null' floor "$dir" "$base")
     run_step "$BENCH_DIR" "$logf" && F[$ds|read]=$WALL
@@ -369,6 +372,11 @@ measure_floors() { # dataset
         floor "$dir" "$base" "$bytes" "$RUN_DIR/$ds/floor.out")
     run_step "$BENCH_DIR" "$logf" && F[$ds|write]=$WALL
     F[$ds|write_mib]=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+    tar -cf "$RUN_DIR/$ds/floor.tar" -C "$dir" "$base"
+    warm_cache "$RUN_DIR/$ds/floor.tar"
+    mkdir -p "$RUN_DIR/$ds/extract"
+    CMD=(tar -xf "$RUN_DIR/$ds/floor.tar" -C "$RUN_DIR/$ds/extract")
+    run_step "$BENCH_DIR" "$logf" && F[$ds|extract]=$WALL
 }
 
 log "run $RUN_ID: datasets [$DATASETS], tools [$TOOLS], quick=$QUICK; logs in $LOG_DIR"
@@ -467,12 +475,14 @@ for tool in $TOOLS; do versions+="${versions:+, }$(tool_version "$tool")"; done
     echo
     echo "Floors (same run; seconds): what no tool can beat here. \"read\" reads every byte once"
     echo "(tar into a pipe, one thread); \"read + zstd\" also compresses it with zstd -2 on all"
-    echo "$(nproc) cores; \"write\" writes as many bytes as cairn's first backup stored, with fsync."
+    echo "$(nproc) cores; \"write\" writes as many bytes as cairn's first backup stored, with fsync;"
+    echo "\"tar -x\" extracts an uncompressed tar of the data, read from the page cache, into a new"
+    echo "directory: creating the files and writing their bytes, which every restore does."
     echo
-    echo "| dataset | read | read + zstd -2 | write (MiB) + fsync | cairn first backup |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| dataset | read | read + zstd -2 | write (MiB) + fsync | cairn first backup | tar -x | cairn restore |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for ds in $DATASETS; do
-        echo "| $ds | ${F[$ds|read]:--} | ${F[$ds|zstd]:--} | ${F[$ds|write]:--} (${F[$ds|write_mib]:--}) | $(fmt s "${R[$ds|b1_s|cairn]:-}") |"
+        echo "| $ds | ${F[$ds|read]:--} | ${F[$ds|zstd]:--} | ${F[$ds|write]:--} (${F[$ds|write_mib]:--}) | $(fmt s "${R[$ds|b1_s|cairn]:-}") | ${F[$ds|extract]:--} | $(fmt s "${R[$ds|rs_s|cairn]:-}") |"
     done
 } | tee "$RESULTS"
 
