@@ -231,10 +231,11 @@ fn write_contents(
     }
     out.bytes = bytes.into_inner() as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
-    Ok(Written {
-        damaged: state.damaged.into_inner().expect("damaged set lock poisoned"),
-        unwritten: state.unwritten.into_inner().expect("unwritten set lock poisoned"),
-    })
+    let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
+    let mut unwritten = state.unwritten.into_inner().expect("unwritten set lock poisoned");
+    // Each file counts once: damaged data is the more useful thing to report.
+    unwritten.retain(|i| !damaged.contains(i));
+    Ok(Written { damaged, unwritten })
 }
 
 /// The error says the target file system takes no more writes at all, rather than that one
