@@ -112,7 +112,7 @@ tool_version() {
 avail_kb=$(df -Pk "$BENCH_DIR" | awk 'NR == 2 {print $4}')
 need_gb=$([[ $QUICK == 1 ]] && echo 4 || echo 24)
 if ((avail_kb < need_gb * 1024 * 1024)); then
-    log "WARNING: only $((avail_kb / 1024 / 1024)) GiB free under $BENCH_DIR; a run needs about $need_gb GiB"
+    die "only $((avail_kb / 1024 / 1024)) GiB free under $BENCH_DIR; a run needs about $need_gb GiB (every tool's copy, repository and restore of a dataset are kept until all tools ran on it). hint: free space, set BENCH_DIR to a roomier disk, or run fewer DATASETS"
 fi
 
 # Dataset id -> pristine path, from the generator (creates what is missing).
