@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use cairn_repo::restore::{plan, PackPlan};
-use cairn_repo::{Id, Node, NodeKind, Repository};
+use cairn_repo::{Id, Node, NodeKind, RepoError, Repository, Tree};
 use filetime::FileTime;
 
 use super::{FilesError, Patterns, Progress};
@@ -66,7 +66,7 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome, FilesError> {
-    let entries = select(repo, root, &options.include)?;
+    let entries = select(repo, root, &options.include, options.threads)?;
     let mut out = RestoreOutcome::default();
     // Into an empty target nothing can be in the way; otherwise each path is checked first.
     let target_was_empty = target.read_dir().map_or(true, |mut d| d.next().is_none());
@@ -141,35 +141,43 @@ pub fn restore(
     Ok(out)
 }
 
-/// Walk the snapshot trees and keep what the include patterns select, parents first.
-fn select(repo: &Repository, root: Id, include: &Patterns) -> Result<Vec<Entry>, FilesError> {
+/// Walk the snapshot trees and keep what the include patterns select, parents first. The
+/// trees of one level are loaded on `threads` threads.
+fn select(repo: &Repository, root: Id, include: &Patterns, threads: usize) -> Result<Vec<Entry>, FilesError> {
     let mut out = Vec::new();
-    let mut stack = vec![(root, PathBuf::new(), include.is_empty())];
-    while let Some((tree_id, rel, all)) = stack.pop() {
-        let tree = repo.load_tree(&tree_id)?;
-        // Reverse so the stack pops in name order.
-        for node in tree.nodes.into_iter().rev() {
-            let name = node.name_bytes().into_owned();
-            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-                return Err(FilesError::UnsafeName(node.name));
-            }
-            let child = rel.join(OsStr::from_bytes(&name));
-            let is_dir = node.kind == NodeKind::Dir;
-            let selected = all || include.matches(&child, is_dir);
-            if is_dir {
-                if let Some(sub) = node.subtree {
-                    stack.push((sub, child.clone(), selected));
+    let mut level = vec![(root, PathBuf::new(), include.is_empty())];
+    while !level.is_empty() {
+        let loaded: Vec<Mutex<Option<Result<Tree, RepoError>>>> = level.iter().map(|_| Mutex::default()).collect();
+        super::parallel_for(&level, threads, |i, (tree_id, _, _)| {
+            *loaded[i].lock().expect("tree slot lock poisoned") = Some(repo.load_tree(tree_id));
+        });
+        let mut next = Vec::new();
+        for ((_, rel, all), tree) in level.into_iter().zip(loaded) {
+            let tree = tree.into_inner().expect("tree slot lock poisoned").expect("every tree of a level is loaded")?;
+            for node in tree.nodes {
+                let name = node.name_bytes().into_owned();
+                if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+                    return Err(FilesError::UnsafeName(node.name));
                 }
-                // An unselected directory is kept only if something below it is selected.
-                out.push(Entry { rel: child, node, selected });
-                continue;
-            }
-            if selected {
-                out.push(Entry { rel: child, node, selected });
+                let child = rel.join(OsStr::from_bytes(&name));
+                let is_dir = node.kind == NodeKind::Dir;
+                let selected = all || include.matches(&child, is_dir);
+                if is_dir {
+                    if let Some(sub) = node.subtree {
+                        next.push((sub, child.clone(), selected));
+                    }
+                    // An unselected directory is kept only if something below it is selected.
+                    out.push(Entry { rel: child, node, selected });
+                    continue;
+                }
+                if selected {
+                    out.push(Entry { rel: child, node, selected });
+                }
             }
         }
+        level = next;
     }
-    // Entries were pushed in stack order; sort so parents come before children.
+    // Entries come level by level; sort so parents come before children, in name order.
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     if !include.is_empty() {
         prune_unselected_dirs(&mut out);
