@@ -6,16 +6,15 @@
 //!                                                                      bounded queue │
 //! worker threads: [keyed hash → dedup (index + pending set)] → compress → seal → append
 //!                 to the open pack of its kind
-//!                         │ pack full: sealed header, pack id, handed to a free uploader
-//! 2 upload threads: upload pack → every N packs, upload an index file (one at a time)
+//!                         │ pack full: sealed header, pack id (bounded queue of 2 packs)
+//! upload thread:  upload pack → every N packs, upload an index file
 //! ```
 //!
 //! A stream that fits in one read buffer (most files) is hashed by the caller: many callers
 //! then read many files at once. A longer one is only read and cut by its caller, and its
 //! chunks are hashed by the workers, so that one large file keeps every core busy; their ids
-//! come back in stream order through a [`StreamIds`] list. Uploads have their own two threads
-//! so that a slow write or fsync never stops compression, and one pack is written while the
-//! other waits for its fsync.
+//! come back in stream order through a [`StreamIds`] list. Uploads have their own thread so
+//! that a slow write or fsync never stops compression.
 //!
 //! Commit order, which is what makes a killed run harmless: a pack is uploaded before any
 //! index file names it, index files before the snapshot that needs them (the snapshot is
@@ -45,9 +44,6 @@ use crate::tree::Tree;
 /// Index files are written after this many packs, so a long run killed late still leaves
 /// its work reusable by the next run.
 const PACKS_PER_INDEX: usize = 32;
-
-/// Packs uploaded at once: while one waits for its fsync, the next is being written.
-const UPLOAD_THREADS: usize = 2;
 
 /// Tuning of a [`Writer`].
 #[derive(Debug, Clone, Copy)]
@@ -208,12 +204,10 @@ struct Shared {
     /// Blobs queued or written by this writer, not yet in the repository's index.
     pending: Mutex<HashSet<Id>>,
     packers: [Mutex<PackBuilder>; 2],
-    /// Finished packs go to the upload threads through this; `None` once closed.
+    /// Finished packs go to the upload thread through this; `None` once closed.
     uploads: Mutex<Option<Sender<Upload>>>,
     /// Every pack this writer uploaded, and how many of them index files already name.
     written: Mutex<Written>,
-    /// Held while an index file is written.
-    index_writes: Mutex<()>,
     failed: AtomicBool,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
@@ -280,7 +274,7 @@ pub struct Writer<'r> {
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    uploaders: Vec<JoinHandle<()>>,
+    uploader: Option<JoinHandle<()>>,
 }
 
 impl Repository {
@@ -292,9 +286,8 @@ impl Repository {
 
 impl<'r> Writer<'r> {
     fn new(repo: &'r Repository, options: WriterOptions) -> Writer<'r> {
-        // A finished pack goes straight to a free upload thread; with two of them one pack is
-        // written while the other waits for its fsync, and a queue would only cost memory.
-        let (upload_tx, upload_rx) = bounded::<Upload>(0);
+        // One finished pack may wait while another uploads; more would only cost memory.
+        let (upload_tx, upload_rx) = bounded::<Upload>(1);
         let shared = Arc::new(Shared {
             storage: repo.storage().clone(),
             keys: repo.keys().clone(),
@@ -304,7 +297,6 @@ impl<'r> Writer<'r> {
             packers: Default::default(),
             uploads: Mutex::new(Some(upload_tx)),
             written: Mutex::default(),
-            index_writes: Mutex::default(),
             failed: AtomicBool::new(false),
             error: Mutex::default(),
             stats: WriterStats::default(),
@@ -322,16 +314,14 @@ impl<'r> Writer<'r> {
                     .expect("spawning a worker thread")
             })
             .collect();
-        let uploaders = (0..UPLOAD_THREADS)
-            .map(|i| {
-                let (rx, shared) = (upload_rx.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("cairn-upload-{i}"))
-                    .spawn(move || uploader(&rx, &shared))
-                    .expect("spawning an upload thread")
-            })
-            .collect();
-        Writer { repo, shared, tx: Some(tx), workers, uploaders }
+        let uploader = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("cairn-upload".into())
+                .spawn(move || uploader(&upload_rx, &shared))
+                .expect("spawning the upload thread")
+        };
+        Writer { repo, shared, tx: Some(tx), workers, uploader: Some(uploader) }
     }
 
     /// Close the job queue and wait for the workers to drain it.
@@ -342,11 +332,11 @@ impl<'r> Writer<'r> {
         }
     }
 
-    /// Stop all threads; the upload threads last, so they take every finished pack.
+    /// Stop all threads; the upload thread last, so it takes every finished pack.
     fn join_threads(&mut self) {
         self.join_workers();
         self.shared.uploads.lock().expect("uploads lock poisoned").take();
-        for u in self.uploaders.drain(..) {
+        if let Some(u) = self.uploader.take() {
             let _ = u.join();
         }
     }
@@ -561,7 +551,7 @@ fn send_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()>
     let tx = shared.uploads.lock().expect("uploads lock poisoned").clone();
     let sent = tx.is_some_and(|tx| tx.send(Upload { kind, id, bytes, entries }).is_ok());
     if !sent {
-        return Err(RepoError::Corrupt { what: "write pipeline".into(), detail: "the upload threads stopped".into() });
+        return Err(RepoError::Corrupt { what: "write pipeline".into(), detail: "the upload thread stopped".into() });
     }
     Ok(())
 }
@@ -577,9 +567,8 @@ fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
 
 /// Write an index file for uploaded packs once enough have gathered (or always, at the end).
 fn write_index(shared: &Shared, always: bool) -> Result<()> {
-    // One index write at a time, so the packs counted here are still unindexed when the
-    // write below completes (packs keep arriving meanwhile; they go into the next file).
-    let _one_at_a_time = shared.index_writes.lock().expect("index writes lock poisoned");
+    // Only the upload thread (or `finish`, after it stopped) writes index files, so the
+    // packs counted here are still unindexed when the write below completes.
     let (key, sealed, count) = {
         let written = shared.written.lock().expect("written lock poisoned");
         let fresh = &written.packs[written.indexed..];
