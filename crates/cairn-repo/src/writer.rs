@@ -254,10 +254,10 @@ impl Pool {
 
     /// Keep a buffer for later; a full pool keeps its largest.
     fn give(&self, buffer: Vec<u8>) {
-        let mut pool = self.buffers.lock().expect("spares lock poisoned");
         if buffer.capacity() == 0 {
             return;
         }
+        let mut pool = self.buffers.lock().expect("spares lock poisoned");
         if pool.len() < self.kept {
             pool.push(buffer);
         } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()) {

@@ -48,16 +48,14 @@ impl std::error::Error for Alarm {}
 /// An error's text with its causes, each said once. Most errors name their cause in their
 /// own message (so that `{}` alone tells the whole story); anyhow's `{:#}` would then say the
 /// cause twice.
-pub fn message(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn message(err: &anyhow::Error) -> String {
     let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let said = c.to_string();
+    for cause in err.chain().skip(1) {
+        let said = cause.to_string();
         if !text.contains(&said) {
             text.push_str(": ");
             text.push_str(&said);
         }
-        cause = c.source();
     }
     text
 }
@@ -126,10 +124,10 @@ mod tests {
     fn a_cause_is_said_once() {
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
         let err = anyhow::Error::new(NamesItsCause { path: "/mnt/x".into(), source: full });
-        assert_eq!(message(err.as_ref()), "/mnt/x: No space left on device");
+        assert_eq!(message(&err), "/mnt/x: No space left on device");
         let err = err.context("restoring to /mnt");
-        assert_eq!(message(err.as_ref()), "restoring to /mnt: /mnt/x: No space left on device");
+        assert_eq!(message(&err), "restoring to /mnt: /mnt/x: No space left on device");
         let plain = anyhow::anyhow!(std::io::Error::other("denied")).context("opening y");
-        assert_eq!(message(plain.as_ref()), "opening y: denied");
+        assert_eq!(message(&plain), "opening y: denied");
     }
 }

@@ -93,13 +93,13 @@ pub fn run_job(
     let job = config.job(name)?;
     let mut results = Vec::new();
     if let Err(e) = run_hook(name, job, Hook::Before, &[]) {
-        results.push(failed(name, "-", crate::exit::message(e.as_ref())));
+        results.push(failed(name, "-", crate::exit::message(&e)));
     } else {
         for target in job_targets(global, config, job)? {
             let repo = match settings::open_target(global, &target) {
                 Ok(repo) => repo,
                 Err(e) => {
-                    results.push(failed(name, &target.name, crate::exit::message(e.as_ref())));
+                    results.push(failed(name, &target.name, crate::exit::message(&e)));
                     continue;
                 }
             };
@@ -112,17 +112,14 @@ pub fn run_job(
                 match crate::commands::forget::after_backup(&repo, config, name, &host) {
                     Ok(n) if n > 0 && display.announce => eprintln!("job {name}: retention removed {n} snapshot(s)"),
                     Ok(_) => {}
-                    Err(e) => eprintln!(
-                        "warning: job {name}: applying retention failed: {}",
-                        crate::exit::message(e.as_ref())
-                    ),
+                    Err(e) => eprintln!("warning: job {name}: applying retention failed: {}", crate::exit::message(&e)),
                 }
             }
             results.push(result);
         }
     }
     if let Err(e) = run_hook(name, job, Hook::After, &results) {
-        eprintln!("warning: {}", crate::exit::message(e.as_ref()));
+        eprintln!("warning: {}", crate::exit::message(&e));
     }
     Ok(results)
 }
@@ -175,7 +172,7 @@ pub fn run_into(
     let parent = match latest_of_job(repo, job_name, &host) {
         Ok(p) => p,
         Err(e) => {
-            result.error = Some(crate::exit::message(e.as_ref()));
+            result.error = Some(crate::exit::message(&e));
             return result;
         }
     };
@@ -266,7 +263,7 @@ fn capture_all(
                     warnings: Vec::new(),
                 };
                 let outcome = sources::adapter(config, source)
-                    .map_err(|e| SourceError::new(crate::exit::message(e.as_ref())))
+                    .map_err(|e| SourceError::new(crate::exit::message(&e)))
                     .and_then(|adapter| {
                         let writer = repo.writer(writer_options);
                         let ctx = CaptureContext { repo, writer: &writer, chunking, progress };

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             let (code, hint) = exit::classify(&err);
-            eprintln!("error: {}", exit::message(err.as_ref()));
+            eprintln!("error: {}", exit::message(&err));
             if let Some(hint) = hint {
                 eprintln!("hint: {hint}");
             }

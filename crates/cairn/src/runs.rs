@@ -70,9 +70,7 @@ impl HistorySink {
 }
 
 fn warn<T>(result: anyhow::Result<T>) -> Option<T> {
-    result
-        .map_err(|e| eprintln!("warning: run history: {}; this run is not recorded", crate::exit::message(e.as_ref())))
-        .ok()
+    result.map_err(|e| eprintln!("warning: run history: {}; this run is not recorded", crate::exit::message(&e))).ok()
 }
 
 impl RunSink for HistorySink {

@@ -77,22 +77,34 @@ pub fn normalize(path: &std::path::Path) -> PathBuf {
     })
 }
 
-/// Call `f` on every item from `threads` threads at once (inline when one is enough); each
-/// thread takes the next item not yet taken, so slow items do not hold others back.
-fn parallel_for<T: Sync>(items: &[T], threads: usize, f: impl Fn(usize, &T) + Sync) {
+/// `f` of every item, in order, computed on `threads` threads at once (inline when one is
+/// enough); each thread takes the next item not yet taken, so slow items do not hold others
+/// back.
+fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = threads.clamp(1, items.len().max(1));
     if threads == 1 {
-        items.iter().enumerate().for_each(|(i, item)| f(i, item));
-        return;
+        return items.iter().map(f).collect();
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (next, f) = (std::sync::atomic::AtomicUsize::new(0), &f);
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                f(i, item);
-            });
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { return done };
+                        done.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, r) in worker.join().expect("a worker thread panicked") {
+                slots[i] = Some(r);
+            }
         }
     });
+    slots.into_iter().map(|r| r.expect("every item is mapped")).collect()
 }

@@ -13,10 +13,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use cairn_repo::restore::{plan, PackPlan};
-use cairn_repo::{Id, Node, NodeKind, RepoError, Repository, Tree};
+use cairn_repo::{Id, Node, NodeKind, Repository};
 use filetime::FileTime;
 
 use super::{FilesError, Patterns, Progress};
@@ -104,14 +104,11 @@ pub fn restore(
     }
 
     let written = write_contents(repo, target, &files, options.threads, progress, &mut out)?;
-    for &i in &written.damaged {
-        let _ = fs::remove_file(target.join(&files[i].rel));
-        out.damaged.push(files[i].rel.display().to_string());
-    }
-    // A file that could not be written whole is not left behind looking restored.
-    for &i in &written.unwritten {
+    // A file that could not be restored whole is not left behind looking restored.
+    for &i in written.damaged.iter().chain(&written.unwritten) {
         let _ = fs::remove_file(target.join(&files[i].rel));
     }
+    out.damaged.extend(written.damaged.iter().map(|&i| files[i].rel.display().to_string()));
     out.files = (files.len() - written.damaged.len() - written.unwritten.len()) as u64;
     for (e, first) in &links {
         let path = target.join(&e.rel);
@@ -147,14 +144,10 @@ fn select(repo: &Repository, root: Id, include: &Patterns, threads: usize) -> Re
     let mut out = Vec::new();
     let mut level = vec![(root, PathBuf::new(), include.is_empty())];
     while !level.is_empty() {
-        let loaded: Vec<Mutex<Option<Result<Tree, RepoError>>>> = level.iter().map(|_| Mutex::default()).collect();
-        super::parallel_for(&level, threads, |i, (tree_id, _, _)| {
-            *loaded[i].lock().expect("tree slot lock poisoned") = Some(repo.load_tree(tree_id));
-        });
+        let trees = super::parallel_map(&level, threads, |(tree_id, _, _)| repo.load_tree(tree_id));
         let mut next = Vec::new();
-        for ((_, rel, all), tree) in level.into_iter().zip(loaded) {
-            let tree = tree.into_inner().expect("tree slot lock poisoned").expect("every tree of a level is loaded")?;
-            for node in tree.nodes {
+        for ((_, rel, all), tree) in level.into_iter().zip(trees) {
+            for node in tree?.nodes {
                 let name = node.name_bytes().into_owned();
                 if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                     return Err(FilesError::UnsafeName(node.name));
@@ -221,15 +214,13 @@ fn write_contents(
         remaining: files.iter().map(|e| AtomicUsize::new(e.node.content.len())).collect(),
         damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
         unwritten: Mutex::default(),
-        full: Mutex::default(),
+        full: OnceLock::new(),
         warnings: Mutex::default(),
         progress,
     };
-    let bytes = AtomicUsize::new(0);
-    super::parallel_for(&restore_plan.packs, threads, |_, pack| {
-        bytes.fetch_add(state.write_pack(repo, pack), Ordering::Relaxed);
-    });
-    if let Some((file, source)) = state.full.into_inner().expect("full lock poisoned") {
+    let bytes: usize =
+        super::parallel_map(&restore_plan.packs, threads, |pack| state.write_pack(repo, pack)).iter().sum();
+    if let Some((file, source)) = state.full.into_inner() {
         for (path, remaining) in state.paths.iter().zip(&state.remaining) {
             if remaining.load(Ordering::Relaxed) > 0 {
                 let _ = fs::remove_file(path);
@@ -237,7 +228,7 @@ fn write_contents(
         }
         return Err(FilesError::TargetFull { path: state.paths[file].clone(), source });
     }
-    out.bytes = bytes.into_inner() as u64;
+    out.bytes = bytes as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
     let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
     let mut unwritten = state.unwritten.into_inner().expect("unwritten set lock poisoned");
@@ -262,7 +253,7 @@ struct WriteState<'a> {
     damaged: Mutex<HashSet<usize>>,
     unwritten: Mutex<HashSet<usize>>,
     /// The first write the target refused for want of room: nothing more is written.
-    full: Mutex<Option<(usize, std::io::Error)>>,
+    full: OnceLock<(usize, std::io::Error)>,
     warnings: Mutex<Vec<String>>,
     progress: &'a dyn Progress,
 }
@@ -270,11 +261,11 @@ struct WriteState<'a> {
 impl WriteState<'_> {
     fn write_pack(&self, repo: &Repository, pack: &PackPlan) -> usize {
         let mut written = 0;
-        if self.is_full() {
+        if self.full.get().is_some() {
             return 0;
         }
         repo.fetch_pack(pack, |blob, data| match data {
-            Ok(_) if self.is_full() => {}
+            Ok(_) if self.full.get().is_some() => {}
             Ok(bytes) => {
                 for t in &blob.targets {
                     match self.write_blob(t.file, bytes, t.offset) {
@@ -283,7 +274,7 @@ impl WriteState<'_> {
                             self.progress.bytes(bytes.len() as u64);
                         }
                         Err(e) if target_is_full(&e) => {
-                            self.full.lock().expect("full lock poisoned").get_or_insert((t.file, e));
+                            let _ = self.full.set((t.file, e));
                         }
                         Err(e) => self.mark_unwritten(t.file, &e),
                     }
@@ -312,10 +303,6 @@ impl WriteState<'_> {
             }
         }
         Ok(())
-    }
-
-    fn is_full(&self) -> bool {
-        self.full.lock().expect("full lock poisoned").is_some()
     }
 
     /// Record a file that could not be written; its first failure is reported.

@@ -57,7 +57,7 @@ pub fn run(global: &Global, args: &VerifyArgs) -> Result<()> {
                 ok: false,
                 restore_secs: 0.0,
                 checks: 0,
-                problems: vec![crate::exit::message(e.as_ref())],
+                problems: vec![crate::exit::message(&e)],
             },
         });
     }

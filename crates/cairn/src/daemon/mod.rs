@@ -253,7 +253,7 @@ impl<C: Clock, R: Runner> Daemon<C, R> {
 
     fn start(&mut self, start: Start, now: DateTime<Utc>) {
         if let Err(e) = self.state.started(&start.task, now) {
-            log(&format!("warning: {}", crate::exit::message(e.as_ref())));
+            log(&format!("warning: {}", crate::exit::message(&e)));
         }
         self.runner.spawn(Arc::clone(&self.config), start, self.events.clone());
     }
@@ -261,7 +261,7 @@ impl<C: Clock, R: Runner> Daemon<C, R> {
     fn finished(&mut self, task: &Task) {
         self.planner.finished(task);
         if let Err(e) = self.state.finished(task, self.clock.now()) {
-            log(&format!("warning: {}", crate::exit::message(e.as_ref())));
+            log(&format!("warning: {}", crate::exit::message(&e)));
         }
     }
 
@@ -292,10 +292,9 @@ impl<C: Clock, R: Runner> Daemon<C, R> {
         let loaded = config::load(&self.config.path)
             .and_then(|c| Plan::from_config(&c, self.cron_seconds.as_deref()).map(|p| (c, p)));
         match loaded {
-            Err(e) => log(&format!(
-                "reload: keeping the config in use; the file has a problem: {}",
-                crate::exit::message(e.as_ref())
-            )),
+            Err(e) => {
+                log(&format!("reload: keeping the config in use; the file has a problem: {}", crate::exit::message(&e)))
+            }
             Ok((config, plan)) => {
                 self.planner.configure(plan.specs.clone(), plan.max_concurrent, self.clock.now());
                 // Stop the old watcher before the new one starts.
@@ -405,14 +404,14 @@ fn run_task(global: &Global, config: &Config, start: &Start, sinks: &[Arc<dyn Ru
             let options = jobs::RunOptions { time: None, force: false, tags: Vec::new(), compression: None };
             let display = jobs::Display { no_bar: true, quiet: global.quiet, announce: true };
             let results = jobs::run_job(global, config, name, &options, &display)
-                .unwrap_or_else(|e| vec![jobs::failed(name, "-", crate::exit::message(e.as_ref()))]);
+                .unwrap_or_else(|e| vec![jobs::failed(name, "-", crate::exit::message(&e))]);
             for sink in sinks {
                 sink.finished(name, &start.trigger, &results);
             }
         }
         Task::Prune => match pruner.prune(config) {
             Ok(line) => log(&format!("prune: {line}")),
-            Err(e) => log(&format!("prune failed: {}", crate::exit::message(e.as_ref()))),
+            Err(e) => log(&format!("prune failed: {}", crate::exit::message(&e))),
         },
     }
 }

@@ -88,7 +88,7 @@ fn password(config: &Config, notifier: &NotifierConfig) -> Result<Option<String>
     let Some(file) = &notifier.password_file else { return Ok(None) };
     crate::settings::read_password_file(&config.path(&file.0))
         .map(Some)
-        .map_err(|e| SendError::permanent(crate::exit::message(e.as_ref())))
+        .map_err(|e| SendError::permanent(crate::exit::message(&e)))
 }
 
 fn mail(notifier: &NotifierConfig, message: &Message) -> Result<lettre::Message, SendError> {

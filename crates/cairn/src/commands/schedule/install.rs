@@ -236,12 +236,12 @@ fn enable_timers(user: bool, jobs: &[JobSchedule], restart: &[String], report: &
         timers.join(" ")
     );
     if let Err(e) = host::systemctl(user, &["daemon-reload"]) {
-        return report.problem(format!("{}{hint}", crate::exit::message(e.as_ref())));
+        return report.problem(format!("{}{hint}", crate::exit::message(&e)));
     }
     let mut enable = vec!["enable", "--now"];
     enable.extend(timers.iter().map(String::as_str));
     if let Err(e) = host::systemctl(user, &enable) {
-        return report.problem(format!("{}{hint}", crate::exit::message(e.as_ref())));
+        return report.problem(format!("{}{hint}", crate::exit::message(&e)));
     }
     if !restart.is_empty() {
         let mut args = vec!["restart"];
@@ -249,7 +249,7 @@ fn enable_timers(user: bool, jobs: &[JobSchedule], restart: &[String], report: &
         if let Err(e) = host::systemctl(user, &args) {
             report.problem(format!(
                 "{}\nhint: the timers keep their old schedule until restarted",
-                crate::exit::message(e.as_ref())
+                crate::exit::message(&e)
             ));
         }
     }

@@ -255,7 +255,7 @@ fn disable_timers(user: bool, jobs: BTreeSet<&str>, report: &mut Report) {
     let mut args = vec!["disable", "--now"];
     args.extend(timers.iter().map(String::as_str));
     if let Err(e) = host::systemctl(user, &args) {
-        report.problem(crate::exit::message(e.as_ref()));
+        report.problem(crate::exit::message(&e));
     }
 }
 

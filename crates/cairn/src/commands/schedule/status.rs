@@ -107,7 +107,7 @@ fn job_status(setup: &Setup, manifest: Option<&Manifest>, name: &str, now: DateT
             None
         }
         Some(job) if job.schedule.is_empty() => None,
-        Some(_) => setup.job(name).map_err(|e| status.error = Some(crate::exit::message(e.as_ref()))).ok(),
+        Some(_) => setup.job(name).map_err(|e| status.error = Some(crate::exit::message(&e))).ok(),
     };
     let (Some(manifest), Some(kind)) = (manifest, status.installed) else { return status };
     if kind.is_systemd() {
@@ -152,7 +152,7 @@ fn systemd_detail(setup: &Setup, manifest: &Manifest, schedule: Option<&JobSched
         let timer = format!("{}.timer", systemd::unit_stem(&status.job));
         let answer = host::systemctl(manifest.kind == Kind::SystemdUser, &["is-active", &timer]);
         status.timer =
-            Some(answer.unwrap_or_else(|e| crate::exit::message(e.as_ref())).lines().next().unwrap_or("").to_string());
+            Some(answer.unwrap_or_else(|e| crate::exit::message(&e)).lines().next().unwrap_or("").to_string());
     }
 }
 

@@ -43,7 +43,7 @@ pub(super) fn run(global: &Global, args: &UninstallArgs) -> Result<()> {
         manifest.files = staying.into_iter().chain(kept).collect();
         if live {
             if let Err(e) = host::systemctl(user, &["daemon-reload"]) {
-                report.problem(crate::exit::message(e.as_ref()));
+                report.problem(crate::exit::message(&e));
             }
         }
     }
