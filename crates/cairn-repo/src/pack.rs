@@ -79,11 +79,6 @@ impl PackBuilder {
         self.bytes = buffer;
     }
 
-    /// Make room for `bytes` more bytes of blobs.
-    pub fn reserve(&mut self, bytes: usize) {
-        self.bytes.reserve_exact(bytes);
-    }
-
     /// Bytes of blobs so far.
     pub fn size(&self) -> usize {
         self.bytes.len()
@@ -92,14 +87,26 @@ impl PackBuilder {
     pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32) {
         let offset = u32::try_from(self.bytes.len()).expect("packs stay far below 4 GiB");
         let length = u32::try_from(sealed.len()).expect("blobs stay far below 4 GiB");
+        self.grow_for(sealed.len());
         self.bytes.extend_from_slice(sealed);
         self.entries.push(PackEntry { kind, id, offset, length, raw_len });
+    }
+
+    /// Make room for `more` bytes. A buffer that is full grows by at least a quarter, not
+    /// double: a pack ends soon after its buffer first fills (a recycled buffer already
+    /// holds a whole pack), and the pages doubling would map are seldom used.
+    fn grow_for(&mut self, more: usize) {
+        let spare = self.bytes.capacity() - self.bytes.len();
+        if spare < more {
+            self.bytes.reserve_exact(more.max(self.bytes.capacity() / 4));
+        }
     }
 
     /// Seal the header onto the blobs; returns the pack's bytes, its id and its entries.
     pub fn finish(self, keys: &Keys) -> (Vec<u8>, Id, Vec<PackEntry>) {
         let PackBuilder { mut bytes, entries } = self;
         let header = keys.seal(&encode_header(&entries), HEADER_AAD);
+        bytes.reserve_exact(header.len() + 4);
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         let id = Id::of_stored(&bytes);
@@ -175,6 +182,18 @@ mod tests {
             }).collect();
             prop_assert_eq!(decode_header(&encode_header(&entries)).unwrap(), entries);
         }
+    }
+
+    #[test]
+    fn a_full_recycled_buffer_grows_by_a_quarter_not_double() {
+        let mut b = PackBuilder::default();
+        b.recycle(Vec::with_capacity(1 << 20));
+        b.add(BlobKind::Data, Id([1; 32]), &vec![7; (1 << 20) - 10], 1);
+        b.add(BlobKind::Data, Id([2; 32]), &[8; 100], 1);
+        assert!(b.bytes.capacity() <= (1 << 20) + (1 << 18), "grew to {}", b.bytes.capacity());
+        let (bytes, ..) = b.finish(&Keys::generate());
+        assert!(bytes.capacity() <= (1 << 20) + (1 << 18), "the header doubled it: {}", bytes.capacity());
+        assert_eq!(&bytes[(1 << 20) - 10..(1 << 20) + 90], &[8; 100]);
     }
 
     #[test]

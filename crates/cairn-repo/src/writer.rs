@@ -6,15 +6,16 @@
 //!                                                                      bounded queue │
 //! worker threads: [keyed hash → dedup (index + pending set)] → compress → seal → append
 //!                 to the open pack of its kind
-//!                         │ pack full: sealed header, pack id (bounded queue of 2 packs)
-//! upload thread:  upload pack → every N packs, upload an index file
+//!                         │ pack full: sealed header, pack id, handed to a free uploader
+//! 2 upload threads: upload pack → every N packs, upload an index file (one at a time)
 //! ```
 //!
 //! A stream that fits in one read buffer (most files) is hashed by the caller: many callers
 //! then read many files at once. A longer one is only read and cut by its caller, and its
 //! chunks are hashed by the workers, so that one large file keeps every core busy; their ids
-//! come back in stream order through a [`StreamIds`] list. Uploads have their own thread so
-//! that a slow write or fsync never stops compression.
+//! come back in stream order through a [`StreamIds`] list. Uploads have their own two threads
+//! so that a slow write or fsync never stops compression, and one pack is written while the
+//! other waits for its fsync.
 //!
 //! Commit order, which is what makes a killed run harmless: a pack is uploaded before any
 //! index file names it, index files before the snapshot that needs them (the snapshot is
@@ -45,6 +46,9 @@ use crate::tree::Tree;
 /// its work reusable by the next run.
 const PACKS_PER_INDEX: usize = 32;
 
+/// Packs uploaded at once: while one waits for its fsync, the next is being written.
+const UPLOAD_THREADS: usize = 2;
+
 /// Tuning of a [`Writer`].
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
@@ -62,7 +66,7 @@ impl Default for WriterOptions {
             // Measured on a 2.5 GiB toolchain tree: level 2 is 1.8x faster than level 3 for 3%
             // more bytes; level 1 gains little more speed for 4% more.
             compression: 2,
-            pack_size: 16 << 20,
+            pack_size: 8 << 20,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
@@ -204,10 +208,12 @@ struct Shared {
     /// Blobs queued or written by this writer, not yet in the repository's index.
     pending: Mutex<HashSet<Id>>,
     packers: [Mutex<PackBuilder>; 2],
-    /// Finished packs go to the upload thread through this; `None` once closed.
+    /// Finished packs go to the upload threads through this; `None` once closed.
     uploads: Mutex<Option<Sender<Upload>>>,
     /// Every pack this writer uploaded, and how many of them index files already name.
     written: Mutex<Written>,
+    /// Held while an index file is written.
+    index_writes: Mutex<()>,
     failed: AtomicBool,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
@@ -222,7 +228,7 @@ struct Spares {
     reads: Pool,
     /// As many as chunks can be in flight: queued, with the workers, being filled by callers.
     chunks: Pool,
-    /// Packs rotate through building (one of each kind), queued and uploading.
+    /// Data packs rotate through building, waiting for an uploader and uploading.
     packs: Pool,
 }
 
@@ -274,7 +280,7 @@ pub struct Writer<'r> {
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    uploader: Option<JoinHandle<()>>,
+    uploaders: Vec<JoinHandle<()>>,
 }
 
 impl Repository {
@@ -286,8 +292,9 @@ impl Repository {
 
 impl<'r> Writer<'r> {
     fn new(repo: &'r Repository, options: WriterOptions) -> Writer<'r> {
-        // One finished pack may wait while another uploads; more would only cost memory.
-        let (upload_tx, upload_rx) = bounded::<Upload>(1);
+        // A finished pack goes straight to a free upload thread; with two of them one pack is
+        // written while the other waits for its fsync, and a queue would only cost memory.
+        let (upload_tx, upload_rx) = bounded::<Upload>(0);
         let shared = Arc::new(Shared {
             storage: repo.storage().clone(),
             keys: repo.keys().clone(),
@@ -297,6 +304,7 @@ impl<'r> Writer<'r> {
             packers: Default::default(),
             uploads: Mutex::new(Some(upload_tx)),
             written: Mutex::default(),
+            index_writes: Mutex::default(),
             failed: AtomicBool::new(false),
             error: Mutex::default(),
             stats: WriterStats::default(),
@@ -314,14 +322,16 @@ impl<'r> Writer<'r> {
                     .expect("spawning a worker thread")
             })
             .collect();
-        let uploader = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("cairn-upload".into())
-                .spawn(move || uploader(&upload_rx, &shared))
-                .expect("spawning the upload thread")
-        };
-        Writer { repo, shared, tx: Some(tx), workers, uploader: Some(uploader) }
+        let uploaders = (0..UPLOAD_THREADS)
+            .map(|i| {
+                let (rx, shared) = (upload_rx.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("cairn-upload-{i}"))
+                    .spawn(move || uploader(&rx, &shared))
+                    .expect("spawning an upload thread")
+            })
+            .collect();
+        Writer { repo, shared, tx: Some(tx), workers, uploaders }
     }
 
     /// Close the job queue and wait for the workers to drain it.
@@ -332,11 +342,11 @@ impl<'r> Writer<'r> {
         }
     }
 
-    /// Stop all threads; the upload thread last, so it takes every finished pack.
+    /// Stop all threads; the upload threads last, so they take every finished pack.
     fn join_threads(&mut self) {
         self.join_workers();
         self.shared.uploads.lock().expect("uploads lock poisoned").take();
-        if let Some(u) = self.uploader.take() {
+        for u in self.uploaders.drain(..) {
             let _ = u.join();
         }
     }
@@ -531,10 +541,10 @@ fn store_blob(shared: &Shared, kind: BlobKind, id: Id, data: &[u8], sealed: &mut
     let raw_len = u32::try_from(data.len()).expect("chunks stay far below 4 GiB");
     let full = {
         let mut packer = shared.packers[kind as usize].lock().expect("packer lock poisoned");
-        if packer.is_empty() {
+        // A data pack starts in a finished pack's buffer. Trees arrive slowly: a tree pack
+        // grows as it fills rather than hold a whole pack's worth of touched pages for the run.
+        if packer.is_empty() && kind == BlobKind::Data {
             packer.recycle(shared.spares.packs.take(shared.options.pack_size));
-            // Room for a full pack and one more blob: the buffer never doubles past that.
-            packer.reserve(shared.options.pack_size + sealed.len());
         }
         packer.add(kind, id, sealed, raw_len);
         (packer.size() >= shared.options.pack_size).then(|| std::mem::take(&mut *packer))
@@ -551,7 +561,7 @@ fn send_pack(shared: &Shared, kind: BlobKind, packer: PackBuilder) -> Result<()>
     let tx = shared.uploads.lock().expect("uploads lock poisoned").clone();
     let sent = tx.is_some_and(|tx| tx.send(Upload { kind, id, bytes, entries }).is_ok());
     if !sent {
-        return Err(RepoError::Corrupt { what: "write pipeline".into(), detail: "the upload thread stopped".into() });
+        return Err(RepoError::Corrupt { what: "write pipeline".into(), detail: "the upload threads stopped".into() });
     }
     Ok(())
 }
@@ -567,8 +577,9 @@ fn upload_pack(shared: &Shared, upload: Upload) -> Result<()> {
 
 /// Write an index file for uploaded packs once enough have gathered (or always, at the end).
 fn write_index(shared: &Shared, always: bool) -> Result<()> {
-    // Only the upload thread (or `finish`, after it stopped) writes index files, so the
-    // packs counted here are still unindexed when the write below completes.
+    // One index write at a time, so the packs counted here are still unindexed when the
+    // write below completes (packs keep arriving meanwhile; they go into the next file).
+    let _one_at_a_time = shared.index_writes.lock().expect("index writes lock poisoned");
     let (key, sealed, count) = {
         let written = shared.written.lock().expect("written lock poisoned");
         let fresh = &written.packs[written.indexed..];

@@ -241,7 +241,7 @@ fn run_now_refuses_a_second_run_and_a_watched_folder_triggers_its_job() {
 
 #[test]
 fn sigterm_during_a_backup_leaves_a_valid_repository() {
-    // A job big enough that the daemon is still writing packs (16 MiB each) when SIGTERM
+    // A job big enough that the daemon is still writing packs (8 MiB each) when SIGTERM
     // comes; a shutdown timeout of 0 cuts the run off at once. If a run still wins the race
     // (a fast machine), the next attempt backs up twice as much.
     let mut size = 96usize << 20;
