@@ -95,3 +95,57 @@ fn unchanged_files_are_not_read_again_and_changed_ones_are() {
     assert_eq!(std::fs::read(out.join("src/sub/f3")).unwrap(), b"changed");
     assert_eq!(std::fs::read(out.join("src/sub/f4")).unwrap(), "file 4".repeat(1000).as_bytes());
 }
+
+/// Bytes that do not compress, from a seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn files_of_many_chunks_in_many_packs_are_restored_whole_by_many_threads() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Small chunks in small packs: each file's blobs lie in dozens of packs, fetched on
+    // different threads, and the two files share their first half.
+    let shared = noise(1, 1 << 20);
+    for (name, seed) in [("a.bin", 2), ("b.bin", 3)] {
+        let mut data = shared.clone();
+        data.extend(noise(seed, 1 << 20));
+        let path = src.join(name);
+        std::fs::write(&path, &data).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mtime = filetime::FileTime::from_unix_time(1_700_000_000 + seed as i64, 123_456_789);
+        filetime::set_file_mtime(&path, mtime).unwrap();
+    }
+    let repo = repo();
+    let options = BackupOptions::new(Patterns::none(), ChunkParams::new(1 << 12).unwrap());
+    let writer = repo.writer(WriterOptions { pack_size: 64 << 10, ..WriterOptions::default() });
+    let saved = files::backup(&repo, &writer, std::slice::from_ref(&src), None, &options, &()).unwrap();
+    writer.finish().unwrap();
+
+    let out = dir.path().join("out");
+    let restore = RestoreOptions { threads: 8, ..RestoreOptions::default() };
+    let restored = files::restore(&repo, saved.root, &out, &restore, &()).unwrap();
+    assert!(restored.damaged.is_empty() && restored.warnings.is_empty(), "{restored:?}");
+    for name in ["a.bin", "b.bin"] {
+        let (original, copy) = (src.join(name), out.join("src").join(name));
+        assert!(std::fs::read(&original).unwrap() == std::fs::read(&copy).unwrap(), "{name} differs");
+        let (before, after) = (std::fs::metadata(&original).unwrap(), std::fs::metadata(&copy).unwrap());
+        assert_eq!(before.permissions().mode(), after.permissions().mode(), "{name}");
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&after),
+            filetime::FileTime::from_last_modification_time(&before),
+            "{name}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! Order: walk the trees and select entries; create directories, symlinks and empty files;
 //! fetch content pack by pack on several threads, writing each blob at its offsets (a file is
 //! created by its first write and gets its metadata through the open handle right after its
-//! last); remove files whose data was damaged and report them; link hard links; finally set
+//! last; a file of several blobs is written by one thread at a time, through one handle); remove files whose data was damaged and report them; link hard links; finally set
 //! the metadata of directories, deepest first, and symlinks.
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +33,9 @@ impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             include: Patterns::none(),
-            threads: std::thread::available_parallelism().map_or(2, usize::from),
+            // One more than cores: while a thread waits to write a file another is writing,
+            // the spare one decompresses.
+            threads: std::thread::available_parallelism().map_or(2, usize::from) + 1,
         }
     }
 }
@@ -212,6 +214,12 @@ fn write_contents(
         paths: files.iter().map(|e| target.join(&e.rel)).collect(),
         nodes: files.iter().map(|e| &e.node).collect(),
         remaining: files.iter().map(|e| AtomicUsize::new(e.node.content.len())).collect(),
+        shared: files
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.node.content.len() > 1)
+            .map(|(i, _)| (i, Mutex::new(None)))
+            .collect(),
         damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
         unwritten: Mutex::default(),
         full: OnceLock::new(),
@@ -250,6 +258,11 @@ struct WriteState<'a> {
     nodes: Vec<&'a Node>,
     /// Blob writes each file still waits for; the writer that takes it to zero finishes it.
     remaining: Vec<AtomicUsize>,
+    /// Files of more than one blob, written by one thread at a time through a handle kept open
+    /// until their last blob. The kernel serialises writes to one file anyway, and a thread
+    /// waiting for it there spins, burning a core that could be decompressing the next blob;
+    /// waiting here, it sleeps.
+    shared: HashMap<usize, Mutex<Option<File>>>,
     damaged: Mutex<HashSet<usize>>,
     unwritten: Mutex<HashSet<usize>>,
     /// The first write the target refused for want of room: nothing more is written.
@@ -294,15 +307,36 @@ impl WriteState<'_> {
 
     /// Write one blob; after a file's last blob, set its metadata through the same handle.
     fn write_blob(&self, file: usize, bytes: &[u8], offset: u64) -> std::io::Result<()> {
-        let handle = OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file])?;
+        let open = || OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file]);
+        let Some(slot) = self.shared.get(&file) else {
+            let handle = open()?;
+            handle.write_all_at(bytes, offset)?;
+            self.blob_written(file, &handle);
+            return Ok(());
+        };
+        let mut slot = slot.lock().expect("file handle lock poisoned");
+        let handle = match &mut *slot {
+            Some(handle) => handle,
+            empty => empty.insert(open()?),
+        };
         handle.write_all_at(bytes, offset)?;
-        if self.remaining[file].fetch_sub(1, Ordering::AcqRel) == 1 && !self.is_damaged(file) {
-            if let Err(e) = set_file_metadata(self.nodes[file], &handle) {
+        if self.blob_written(file, handle) {
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// Count a blob written to `file`; after its last, set its metadata through `handle`.
+    /// Whether that was the last.
+    fn blob_written(&self, file: usize, handle: &File) -> bool {
+        let last = self.remaining[file].fetch_sub(1, Ordering::AcqRel) == 1;
+        if last && !self.is_damaged(file) {
+            if let Err(e) = set_file_metadata(self.nodes[file], handle) {
                 let message = format!("{}: setting metadata: {e}", self.paths[file].display());
                 self.warnings.lock().expect("warnings lock poisoned").push(message);
             }
         }
-        Ok(())
+        last
     }
 
     /// Record a file that could not be written; its first failure is reported.
