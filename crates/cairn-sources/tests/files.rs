@@ -97,16 +97,12 @@ fn unchanged_files_are_not_read_again_and_changed_ones_are() {
 }
 
 /// Bytes that do not compress, from a seed.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+fn noise(seed: u8, len: usize) -> Vec<u8> {
+    use proptest::prelude::Rng;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
+    let mut out = vec![0; len];
+    TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]).fill_bytes(&mut out);
+    out
 }
 
 #[test]
@@ -124,7 +120,7 @@ fn files_of_many_chunks_in_many_packs_are_restored_whole_by_many_threads() {
         let path = src.join(name);
         std::fs::write(&path, &data).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let mtime = filetime::FileTime::from_unix_time(1_700_000_000 + seed as i64, 123_456_789);
+        let mtime = filetime::FileTime::from_unix_time(1_700_000_000 + i64::from(seed), 123_456_789);
         filetime::set_file_mtime(&path, mtime).unwrap();
     }
     let repo = repo();
