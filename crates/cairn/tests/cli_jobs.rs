@@ -275,3 +275,31 @@ fn the_example_config_is_valid() {
     let out = Cairn::with_config(&example).ok(&["config", "check"]);
     assert!(stdout(&out).contains("ok (1 repository, 2 job(s), 4 source(s))"), "{}", describe(&out));
 }
+
+#[test]
+fn diff_leaves_out_a_source_whose_capture_failed_instead_of_showing_it_all_removed() {
+    let p = Project::new(TWO_FOLDERS);
+    let cairn = p.cairn();
+    cairn.init();
+    cairn.ok(&["backup", "app"]);
+    // The second run cannot read `uploads` at all; `program` changes.
+    fs::rename(p.root.join("uploads"), p.root.join("uploads-moved")).unwrap();
+    fs::write(p.root.join("app/src/main.py"), "print('changed')\n").unwrap();
+    cairn.expect_code(3, &["backup", "app"]);
+    let snaps = cairn.snapshots();
+    let (first, second) = (snaps[0]["id"].as_str().unwrap(), snaps[1]["id"].as_str().unwrap());
+    assert_eq!(source(&snaps[1], "uploads")["status"], "failed");
+
+    let text = stdout(&cairn.ok(&["diff", first, second]));
+    assert!(text.lines().any(|l| l.starts_with("M  program:/") && l.ends_with("/main.py")), "{text}");
+    assert!(!text.contains("uploads:/"), "a failed capture is not a removal:\n{text}");
+    assert!(text.contains(&format!("!  uploads: not compared, its capture failed in {}", &second[..8])), "{text}");
+
+    let json = json(&cairn.ok(&["diff", first, second, "--json"]));
+    let not_compared = json["not_compared"].as_array().unwrap();
+    assert_eq!(not_compared.len(), 1, "{json:#}");
+    assert_eq!(not_compared[0]["source"], "uploads");
+    assert_eq!(not_compared[0]["snapshot"], second);
+    assert!(not_compared[0]["error"].as_str().unwrap().contains("uploads"), "{json:#}");
+    assert_eq!(json["summary"]["removed"], 0, "{json:#}");
+}

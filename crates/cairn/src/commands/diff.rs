@@ -1,14 +1,15 @@
 //! `cairn diff FROM TO`: what changed between two snapshots, source by source.
 //!
 //! Sources are matched by name; a source in only one snapshot shows as all added or all
-//! removed. Lines read `+ /path` (added), `- ` (removed), `M ` (content), `T ` (type) and
+//! removed. A source whose capture failed in either snapshot holds no tree there: it is not
+//! compared (it would show as all added or removed) and is listed as such. Lines read `+ /path` (added), `- ` (removed), `M ` (content), `T ` (type) and
 //! `U ` (metadata only), as restic prints them; a summary follows.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use cairn_repo::diff::{diff_trees, Change, Difference};
-use cairn_repo::Id;
+use cairn_repo::{Id, Snapshot};
 use serde_json::json;
 
 use crate::cli::{DiffArgs, Global};
@@ -31,12 +32,21 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
         }
         names.retain(|n| n == wanted);
     }
-    let root = |snap: &cairn_repo::Snapshot, name: &str| -> Option<Id> {
-        snap.sources.iter().find(|s| s.name == name).and_then(|s| s.root)
-    };
+    let entry = |snap: &'_ Snapshot, name: &str| snap.sources.iter().find(|s| s.name == name).cloned();
     let mut changes: Vec<(String, Difference)> = Vec::new();
+    let mut not_compared: Vec<NotCompared> = Vec::new();
     for name in &names {
-        diff_trees(&repo, root(&from, name), root(&to, name), "", &mut |d| changes.push((name.to_string(), d)))?;
+        let (before, after) = (entry(&from, name), entry(&to, name));
+        let failed = [(from_id, &before), (to_id, &after)]
+            .into_iter()
+            .find_map(|(id, e)| e.as_ref().filter(|e| e.root.is_none()).map(|e| (id, e)));
+        if let Some((snapshot, e)) = failed {
+            let error = e.error.clone().unwrap_or_else(|| "nothing was captured".into());
+            not_compared.push(NotCompared { source: name.to_string(), snapshot, error });
+            continue;
+        }
+        let (before, after) = (before.and_then(|e| e.root), after.and_then(|e| e.root));
+        diff_trees(&repo, before, after, "", &mut |d| changes.push((name.to_string(), d)))?;
     }
     let summary = Summary::of(changes.iter().map(|(_, d)| d));
     if args.json {
@@ -52,6 +62,10 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
             "from": from_id.to_hex(),
             "to": to_id.to_hex(),
             "changes": list,
+            "not_compared": not_compared
+                .iter()
+                .map(|n| json!({"source": n.source, "snapshot": n.snapshot.to_hex(), "error": n.error}))
+                .collect::<Vec<_>>(),
             "summary": summary.counts,
             "bytes_added": summary.bytes_added,
             "bytes_removed": summary.bytes_removed,
@@ -61,6 +75,9 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
     for (source, d) in &changes {
         let at = if several { format!("{source}:") } else { String::new() };
         outln!("{}  {at}{}", d.change.letter(), d.path)?;
+    }
+    for n in &not_compared {
+        outln!("!  {}: not compared, its capture failed in {}: {}", n.source, n.snapshot.short(), n.error)?;
     }
     let (from_short, to_short) = (from_id.short(), to_id.short());
     if changes.is_empty() {
@@ -74,6 +91,13 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
         output::bytes(summary.bytes_removed)
     )?;
     Ok(())
+}
+
+/// A source left out of the comparison: its capture failed in `snapshot`.
+struct NotCompared {
+    source: String,
+    snapshot: Id,
+    error: String,
 }
 
 /// How many entries changed which way (every kind, zero or not), and the sizes of files
