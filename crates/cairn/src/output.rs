@@ -31,6 +31,11 @@ pub fn stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     }
 }
 
+/// The reader of stdout is gone: a command that only lists things may stop early.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
 /// `1.5 GiB`, `12.0 MiB`, `512 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -13,28 +13,28 @@ pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
     let repo = settings::open(global)?;
     let (_, snap) = super::find_snapshot(&repo, &args.snapshot, None)?;
     let prefix = args.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
-    let mut rows = Vec::new();
-    for source in &snap.sources {
-        let Some(root) = source.root else { continue };
-        walk(&repo, root, String::new(), &mut |path, node| {
-            let wanted = prefix.as_ref().is_none_or(|p| path == *p || path.starts_with(&format!("{p}/")));
-            if wanted {
-                rows.push((path.to_string(), node.clone()));
-            }
-        })?;
-    }
+    let prefix = prefix.as_deref();
+    let roots = snap.sources.iter().filter_map(|s| s.root);
     if args.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|(path, n)| json!({"path": path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "target": n.target}))
-            .collect();
+        let mut list = Vec::new();
+        for root in roots {
+            walk(&repo, root, "", prefix, &mut |path, n| {
+                list.push(json!({"path": path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "target": n.target}));
+                Ok(())
+            })?;
+        }
         return super::print_json(&list);
     }
-    for (path, n) in &rows {
-        let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
-        let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
-        let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
-        outln!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size)?;
+    // Lines go out as the trees are read: the first comes at once however large the
+    // snapshot, and a closed stdout (`| head`) stops the walk.
+    for root in roots {
+        walk(&repo, root, "", prefix, &mut |path, n| {
+            let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
+            let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
+            let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+            outln!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size)?;
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -82,21 +82,50 @@ fn mode_string(kind: NodeKind, mode: u32) -> String {
     out
 }
 
-/// Visit every node under `tree`, parents before children, in name order.
-fn walk(repo: &Repository, tree: cairn_repo::Id, path: String, f: &mut dyn FnMut(&str, &Node)) -> Result<()> {
+/// Visit every node under `tree` at or below `prefix` (all when `None`), parents before
+/// children, in name order; only the subtrees on the way to `prefix` are read.
+fn walk(
+    repo: &Repository,
+    tree: cairn_repo::Id,
+    path: &str,
+    prefix: Option<&str>,
+    f: &mut dyn FnMut(&str, &Node) -> Result<()>,
+) -> Result<()> {
+    if output::stdout_closed() {
+        return Ok(());
+    }
     for node in repo.load_tree(&tree)?.nodes {
         let child = format!("{path}/{}", node.name);
-        f(&child, &node);
+        let inside = prefix.is_none_or(|p| child == p || is_below(&child, p));
+        if inside {
+            f(&child, &node)?;
+        }
         if let Some(sub) = node.subtree {
-            walk(repo, sub, child, f)?;
+            if inside || prefix.is_some_and(|p| is_below(p, &child)) {
+                walk(repo, sub, &child, prefix, f)?;
+            }
         }
     }
     Ok(())
 }
 
+/// `path` lies strictly below the directory `dir`.
+fn is_below(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_means_inside_the_directory_not_a_longer_name() {
+        assert!(is_below("/src/sub/a.txt", "/src/sub"));
+        assert!(is_below("/src/sub/a.txt", "/src"));
+        assert!(!is_below("/src/sub", "/src/sub"));
+        assert!(!is_below("/src/subway", "/src/sub"));
+        assert!(!is_below("/src", "/src/sub"));
+    }
 
     #[test]
     fn modes_read_like_ls() {
