@@ -475,7 +475,9 @@ enum ReadFailure {
 }
 
 /// Read a file until two stats around the read agree; after [`READ_ATTEMPTS`] the last read
-/// is kept and flagged as changed during backup.
+/// is kept and flagged as changed during backup. The walker's stat (in `node`) is the first
+/// read's "before": it was taken before the read, and a file replaced since then has another
+/// inode, which the stat after the read shows.
 fn read_stable(
     writer: &Writer<'_>,
     path: &Path,
@@ -484,12 +486,15 @@ fn read_stable(
     progress: &dyn Progress,
 ) -> Result<FileRead, ReadFailure> {
     let mut bytes = 0;
+    let mut before = Version::of_node(&node);
     for attempt in 1..=READ_ATTEMPTS {
         let file = File::open(path).map_err(ReadFailure::Source)?;
-        let before = file.metadata().map_err(ReadFailure::Source)?;
-        // Read no further than the size at open: a file that keeps growing must not keep the
+        if attempt > 1 {
+            before = Version::of(&file.metadata().map_err(ReadFailure::Source)?);
+        }
+        // Read no further than the size before: a file that keeps growing must not keep the
         // backup reading forever. Growth shows up as a changed size below.
-        let reader = CountingReader { inner: &file, progress }.take(before.len());
+        let reader = CountingReader { inner: &file, progress }.take(before.size);
         let saved = match writer.save_stream(reader, chunking) {
             Ok(s) => s,
             Err(SaveError::Source(e)) => return Err(ReadFailure::Source(e)),
@@ -500,12 +505,33 @@ fn read_stable(
         // The node describes the version that was read, as of the stat after the read.
         apply_meta(&mut node, &after);
         node.content = saved.content;
-        if saved.size == after.len() && same_version(&before, &after) {
+        if saved.size == after.len() && before == Version::of(&after) {
             break;
         }
         node.changed_during_backup = attempt == READ_ATTEMPTS;
     }
     Ok(FileRead { node, bytes })
+}
+
+/// What tells two versions of a file apart: a write changes the size or mtime, any change
+/// the ctime, a replacement the inode.
+#[derive(PartialEq)]
+struct Version {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    dev: u64,
+    inode: u64,
+}
+
+impl Version {
+    fn of(meta: &Metadata) -> Version {
+        Version::of_node(&node_from_meta(OsStr::new(""), NodeKind::File, meta))
+    }
+
+    fn of_node(node: &Node) -> Version {
+        Version { size: node.size, mtime_ns: node.mtime_ns, ctime_ns: node.ctime_ns, dev: node.dev, inode: node.inode }
+    }
 }
 
 /// The parent snapshot's node describes the same file version.
@@ -517,14 +543,6 @@ fn unchanged(prev: &Node, now: &Node) -> bool {
         && prev.ctime_ns == now.ctime_ns
         && prev.inode == now.inode
         && (prev.size == 0 || !prev.content.is_empty())
-}
-
-fn same_version(a: &Metadata, b: &Metadata) -> bool {
-    a.len() == b.len()
-        && a.mtime() == b.mtime()
-        && a.mtime_nsec() == b.mtime_nsec()
-        && a.ctime() == b.ctime()
-        && a.ctime_nsec() == b.ctime_nsec()
 }
 
 fn node_from_meta(name: &OsStr, kind: NodeKind, meta: &Metadata) -> Node {
@@ -559,5 +577,37 @@ impl Read for CountingReader<'_> {
         let n = self.inner.read(buf)?;
         self.progress.bytes(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_repo::{KdfParams, Secret, SlotInfo, WriterOptions};
+    use cairn_storage::MemStorage;
+
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_after_the_walk_is_read_as_it_is_now_and_not_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"before").unwrap();
+        let walked = node_from_meta(OsStr::new("f"), NodeKind::File, &fs::symlink_metadata(&path).unwrap());
+        // Between the walker's stat and the read, another, longer file takes its name.
+        let next = dir.path().join("g");
+        fs::write(&next, b"after, and longer").unwrap();
+        fs::rename(&next, &path).unwrap();
+
+        let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
+        let repo = Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap();
+        let writer = repo.writer(WriterOptions::default());
+        let Ok(read) = read_stable(&writer, &path, walked, ChunkParams::FILES, &()) else { panic!("the read failed") };
+        writer.finish().unwrap();
+        assert!(!read.node.changed_during_backup, "a stable file read again is not 'changed during backup'");
+        assert_eq!((read.node.size, read.node.inode), (17, fs::metadata(&path).unwrap().ino()));
+        let content: Vec<u8> = read.node.content.iter().flat_map(|id| repo.load_blob(id).unwrap()).collect();
+        assert_eq!(content, b"after, and longer");
     }
 }
