@@ -3,8 +3,9 @@
 //! Order: walk the trees and select entries; create directories, symlinks and empty files;
 //! fetch content pack by pack on several threads, writing each blob at its offsets (a file is
 //! created by its first write and gets its metadata through the open handle right after its
-//! last; a file of several blobs is written by one thread at a time, through one handle); remove files whose data was damaged and report them; link hard links; finally set
-//! the metadata of directories, deepest first, and symlinks.
+//! last; a file of several blobs is written by one thread at a time, through one handle);
+//! remove files whose data was damaged and report them; link hard links; finally set the
+//! metadata of directories, deepest first, and symlinks.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

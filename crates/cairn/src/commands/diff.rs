@@ -2,14 +2,15 @@
 //!
 //! Sources are matched by name; a source in only one snapshot shows as all added or all
 //! removed. A source whose capture failed in either snapshot holds no tree there: it is not
-//! compared (it would show as all added or removed) and is listed as such. Lines read `+ /path` (added), `- ` (removed), `M ` (content), `T ` (type) and
-//! `U ` (metadata only), as restic prints them; a summary follows.
+//! compared (it would show as all added or removed) and is listed as such. Lines read
+//! `+ /path` (added), `- ` (removed), `M ` (content), `T ` (type) and `U ` (metadata only), as
+//! restic prints them; a summary follows.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use cairn_repo::diff::{diff_trees, Change, Difference};
-use cairn_repo::{Id, Snapshot};
+use cairn_repo::{Id, Snapshot, SourceEntry};
 use serde_json::json;
 
 use crate::cli::{DiffArgs, Global};
@@ -32,14 +33,13 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
         }
         names.retain(|n| n == wanted);
     }
-    let entry = |snap: &'_ Snapshot, name: &str| snap.sources.iter().find(|s| s.name == name).cloned();
     let mut changes: Vec<(String, Difference)> = Vec::new();
     let mut not_compared: Vec<NotCompared> = Vec::new();
     for name in &names {
-        let (before, after) = (entry(&from, name), entry(&to, name));
-        let failed = [(from_id, &before), (to_id, &after)]
+        let (before, after) = (source(&from, name), source(&to, name));
+        let failed = [(from_id, before), (to_id, after)]
             .into_iter()
-            .find_map(|(id, e)| e.as_ref().filter(|e| e.root.is_none()).map(|e| (id, e)));
+            .find_map(|(id, e)| e.filter(|e| e.root.is_none()).map(|e| (id, e)));
         if let Some((snapshot, e)) = failed {
             let error = e.error.clone().unwrap_or_else(|| "nothing was captured".into());
             not_compared.push(NotCompared { source: name.to_string(), snapshot, error });
@@ -91,6 +91,10 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<()> {
         output::bytes(summary.bytes_removed)
     )?;
     Ok(())
+}
+
+fn source<'s>(snap: &'s Snapshot, name: &str) -> Option<&'s SourceEntry> {
+    snap.sources.iter().find(|s| s.name == name)
 }
 
 /// A source left out of the comparison: its capture failed in `snapshot`.
