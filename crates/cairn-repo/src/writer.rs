@@ -313,24 +313,8 @@ impl<'r> Writer<'r> {
         let threads = options.threads.max(1);
         // Two jobs per worker in flight: enough to keep them busy, little memory.
         let (tx, rx) = bounded::<Job>(threads * 2);
-        let workers = (0..threads)
-            .map(|i| {
-                let (rx, shared) = (rx.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("cairn-pack-{i}"))
-                    .spawn(move || worker(&rx, &shared))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        let uploaders = (0..UPLOAD_THREADS)
-            .map(|i| {
-                let (rx, shared) = (upload_rx.clone(), shared.clone());
-                std::thread::Builder::new()
-                    .name(format!("cairn-upload-{i}"))
-                    .spawn(move || uploader(&rx, &shared))
-                    .expect("spawning an upload thread")
-            })
-            .collect();
+        let workers = spawn(threads, "cairn-pack", &rx, &shared, worker);
+        let uploaders = spawn(UPLOAD_THREADS, "cairn-upload", &upload_rx, &shared, uploader);
         Writer { repo, shared, tx: Some(tx), workers, uploaders }
     }
 
@@ -513,6 +497,25 @@ fn worker(rx: &Receiver<Job>, shared: &Shared) {
         }
         shared.spares.chunks.give(data);
     }
+}
+
+/// `count` threads named `name-N`, each running `run` on the queue `rx`.
+fn spawn<T: Send + 'static>(
+    count: usize,
+    name: &str,
+    rx: &Receiver<T>,
+    shared: &Arc<Shared>,
+    run: fn(&Receiver<T>, &Shared),
+) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            let (rx, shared) = (rx.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || run(&rx, &shared))
+                .unwrap_or_else(|e| panic!("spawning thread {name}-{i}: {e}"))
+        })
+        .collect()
 }
 
 /// Record the first error and stop the pipeline.

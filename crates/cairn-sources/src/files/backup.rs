@@ -486,11 +486,12 @@ fn read_stable(
     progress: &dyn Progress,
 ) -> Result<FileRead, ReadFailure> {
     let mut bytes = 0;
-    let mut before = Version::of_node(&node);
+    let mut before = Version::of(&node);
     for attempt in 1..=READ_ATTEMPTS {
         let file = File::open(path).map_err(ReadFailure::Source)?;
         if attempt > 1 {
-            before = Version::of(&file.metadata().map_err(ReadFailure::Source)?);
+            apply_meta(&mut node, &file.metadata().map_err(ReadFailure::Source)?);
+            before = Version::of(&node);
         }
         // Read no further than the size before: a file that keeps growing must not keep the
         // backup reading forever. Growth shows up as a changed size below.
@@ -505,7 +506,7 @@ fn read_stable(
         // The node describes the version that was read, as of the stat after the read.
         apply_meta(&mut node, &after);
         node.content = saved.content;
-        if saved.size == after.len() && before == Version::of(&after) {
+        if saved.size == node.size && before == Version::of(&node) {
             break;
         }
         node.changed_during_backup = attempt == READ_ATTEMPTS;
@@ -525,11 +526,8 @@ struct Version {
 }
 
 impl Version {
-    fn of(meta: &Metadata) -> Version {
-        Version::of_node(&node_from_meta(OsStr::new(""), NodeKind::File, meta))
-    }
-
-    fn of_node(node: &Node) -> Version {
+    /// The version a node's stat describes.
+    fn of(node: &Node) -> Version {
         Version { size: node.size, mtime_ns: node.mtime_ns, ctime_ns: node.ctime_ns, dev: node.dev, inode: node.inode }
     }
 }

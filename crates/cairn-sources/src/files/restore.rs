@@ -13,7 +13,6 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use cairn_repo::restore::{plan, PackPlan};
@@ -214,24 +213,24 @@ fn write_contents(
     let state = WriteState {
         paths: files.iter().map(|e| target.join(&e.rel)).collect(),
         nodes: files.iter().map(|e| &e.node).collect(),
-        remaining: files.iter().map(|e| AtomicUsize::new(e.node.content.len())).collect(),
-        shared: files
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.node.content.len() > 1)
-            .map(|(i, _)| (i, Mutex::new(None)))
-            .collect(),
+        files: files.iter().map(|e| Mutex::new(FileSlot { handle: None, remaining: e.node.content.len() })).collect(),
         damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
         unwritten: Mutex::default(),
         full: OnceLock::new(),
         warnings: Mutex::default(),
         progress,
     };
+    for &(file, _) in &restore_plan.missing {
+        state.files[file].lock().expect("file slot lock poisoned").remaining -= 1;
+    }
     let bytes: usize =
         super::parallel_map(&restore_plan.packs, threads, |pack| state.write_pack(repo, pack)).iter().sum();
+    let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
+    let mut unwritten = state.unwritten.into_inner().expect("unwritten set lock poisoned");
     if let Some((file, source)) = state.full.into_inner() {
-        for (path, remaining) in state.paths.iter().zip(&state.remaining) {
-            if remaining.load(Ordering::Relaxed) > 0 {
+        for (i, (path, slot)) in state.paths.iter().zip(state.files).enumerate() {
+            let whole = slot.into_inner().expect("file slot lock poisoned").remaining == 0;
+            if !whole || damaged.contains(&i) || unwritten.contains(&i) {
                 let _ = fs::remove_file(path);
             }
         }
@@ -239,8 +238,6 @@ fn write_contents(
     }
     out.bytes = bytes as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
-    let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
-    let mut unwritten = state.unwritten.into_inner().expect("unwritten set lock poisoned");
     // Each file counts once: damaged data is the more useful thing to report.
     unwritten.retain(|i| !damaged.contains(i));
     Ok(Written { damaged, unwritten })
@@ -257,13 +254,10 @@ fn target_is_full(e: &std::io::Error) -> bool {
 struct WriteState<'a> {
     paths: Vec<PathBuf>,
     nodes: Vec<&'a Node>,
-    /// Blob writes each file still waits for; the writer that takes it to zero finishes it.
-    remaining: Vec<AtomicUsize>,
-    /// Files of more than one blob, written by one thread at a time through a handle kept open
-    /// until their last blob. The kernel serialises writes to one file anyway, and a thread
-    /// waiting for it there spins, burning a core that could be decompressing the next blob;
-    /// waiting here, it sleeps.
-    shared: HashMap<usize, Mutex<Option<File>>>,
+    /// Each file is written by one thread at a time. The kernel serialises writes to one file
+    /// anyway, and a thread waiting for it there spins, burning a core that could be
+    /// decompressing the next blob; waiting here, it sleeps.
+    files: Vec<Mutex<FileSlot>>,
     damaged: Mutex<HashSet<usize>>,
     unwritten: Mutex<HashSet<usize>>,
     /// The first write the target refused for want of room: nothing more is written.
@@ -282,7 +276,7 @@ impl WriteState<'_> {
             Ok(_) if self.full.get().is_some() => {}
             Ok(bytes) => {
                 for t in &blob.targets {
-                    match self.write_blob(t.file, bytes, t.offset) {
+                    match self.write_blob(t.file, Some((bytes, t.offset))) {
                         Ok(()) => {
                             written += bytes.len();
                             self.progress.bytes(bytes.len() as u64);
@@ -290,7 +284,10 @@ impl WriteState<'_> {
                         Err(e) if target_is_full(&e) => {
                             let _ = self.full.set((t.file, e));
                         }
-                        Err(e) => self.mark_unwritten(t.file, &e),
+                        Err(e) => {
+                            self.mark_unwritten(t.file, &e);
+                            let _ = self.write_blob(t.file, None);
+                        }
                     }
                 }
             }
@@ -300,44 +297,43 @@ impl WriteState<'_> {
                         format!("{}: chunk {} is damaged: {reason}", self.paths[t.file].display(), blob.id.short());
                     self.progress.warning(&message);
                     self.mark_damaged(t.file);
+                    let _ = self.write_blob(t.file, None);
                 }
             }
         });
         written
     }
 
-    /// Write one blob; after a file's last blob, set its metadata through the same handle.
-    fn write_blob(&self, file: usize, bytes: &[u8], offset: u64) -> std::io::Result<()> {
-        let open = || OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file]);
-        let Some(slot) = self.shared.get(&file) else {
-            let handle = open()?;
-            handle.write_all_at(bytes, offset)?;
-            self.blob_written(file, &handle);
-            return Ok(());
-        };
-        let mut slot = slot.lock().expect("file handle lock poisoned");
-        let handle = match &mut *slot {
-            Some(handle) => handle,
-            empty => empty.insert(open()?),
-        };
-        handle.write_all_at(bytes, offset)?;
-        if self.blob_written(file, handle) {
-            *slot = None;
-        }
-        Ok(())
-    }
-
-    /// Count a blob written to `file`; after its last, set its metadata through `handle`.
-    /// Whether that was the last.
-    fn blob_written(&self, file: usize, handle: &File) -> bool {
-        let last = self.remaining[file].fetch_sub(1, Ordering::AcqRel) == 1;
-        if last && !self.is_damaged(file) {
-            if let Err(e) = set_file_metadata(self.nodes[file], handle) {
-                let message = format!("{}: setting metadata: {e}", self.paths[file].display());
-                self.warnings.lock().expect("warnings lock poisoned").push(message);
+    /// Write one blob to `file` at its offset, or with `None` count one that will not be
+    /// written (damaged, or its write failed). The file's last blob closes it, with its
+    /// metadata set through the handle if its data is whole; a failed write closes it too.
+    fn write_blob(&self, file: usize, blob: Option<(&[u8], u64)>) -> std::io::Result<()> {
+        let mut slot = self.files[file].lock().expect("file slot lock poisoned");
+        if let Some((bytes, offset)) = blob {
+            let handle = match &mut slot.handle {
+                Some(handle) => handle,
+                empty => {
+                    empty.insert(OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file])?)
+                }
+            };
+            if let Err(e) = handle.write_all_at(bytes, offset) {
+                slot.handle = None;
+                return Err(e);
             }
         }
-        last
+        slot.remaining -= 1;
+        if slot.remaining > 0 {
+            return Ok(());
+        }
+        if let Some(handle) = slot.handle.take() {
+            if !self.is_damaged(file) {
+                if let Err(e) = set_file_metadata(self.nodes[file], &handle) {
+                    let message = format!("{}: setting metadata: {e}", self.paths[file].display());
+                    self.warnings.lock().expect("warnings lock poisoned").push(message);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Record a file that could not be written; its first failure is reported.
@@ -356,6 +352,13 @@ impl WriteState<'_> {
     fn is_damaged(&self, file: usize) -> bool {
         self.damaged.lock().expect("damaged set lock poisoned").contains(&file)
     }
+}
+
+/// A file being restored: its handle, open from its first blob written to its last, and the
+/// blobs it still waits for (written, or counted as not written).
+struct FileSlot {
+    handle: Option<File>,
+    remaining: usize,
 }
 
 /// A real directory at `path`: whatever else is there (a symlink above all, which would send

@@ -14,27 +14,24 @@ pub fn run(global: &Global, args: &LsArgs) -> Result<()> {
     let (_, snap) = super::find_snapshot(&repo, &args.snapshot, None)?;
     let prefix = args.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
     let prefix = prefix.as_deref();
-    let roots = snap.sources.iter().filter_map(|s| s.root);
-    if args.json {
-        let mut list = Vec::new();
-        for root in roots {
-            walk(&repo, root, "", prefix, &mut |path, n| {
-                list.push(json!({"path": path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "target": n.target}));
-                Ok(())
-            })?;
-        }
-        return super::print_json(&list);
-    }
     // Lines go out as the trees are read: the first comes at once however large the
-    // snapshot, and a closed stdout (`| head`) stops the walk.
-    for root in roots {
+    // snapshot, and a closed stdout (`| head`) stops the walk. JSON is one document.
+    let mut list = Vec::new();
+    for root in snap.sources.iter().filter_map(|s| s.root) {
         walk(&repo, root, "", prefix, &mut |path, n| {
+            if args.json {
+                list.push(json!({"path": path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "target": n.target}));
+                return Ok(());
+            }
             let mtime = chrono::Local.timestamp_nanos(n.mtime_ns).format("%Y-%m-%d %H:%M:%S");
             let size = if n.kind == NodeKind::File { output::bytes(n.size) } else { String::new() };
             let link = n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
             outln!("{}  {:>10}  {mtime}  {path}{link}", mode_string(n.kind, n.mode), size)?;
             Ok(())
         })?;
+    }
+    if args.json {
+        return super::print_json(&list);
     }
     Ok(())
 }
