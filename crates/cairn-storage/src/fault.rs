@@ -99,6 +99,11 @@ impl<S: Storage> Storage for FaultStorage<S> {
         self.inner.get_range(key, offset, len)
     }
 
+    fn get_range_into(&self, key: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+        self.on_read(key)?;
+        self.inner.get_range_into(key, offset, len, buf)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
         self.check_crashed(prefix, "list")?;
         self.inner.list(prefix)

@@ -77,12 +77,23 @@ impl Storage for LocalStorage {
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let read = || -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get_range_into(key, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn get_range_into(&self, key: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let mut read = || -> std::io::Result<()> {
             let mut file = File::open(self.path(key))?;
             file.seek(SeekFrom::Start(offset))?;
-            let mut buf = vec![0; len as usize];
-            file.read_exact(&mut buf)?;
-            Ok(buf)
+            buf.clear();
+            buf.reserve_exact(len as usize);
+            // Into the buffer's spare capacity: no zeroing first.
+            file.take(len).read_to_end(buf)?;
+            if buf.len() as u64 != len {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past end of object"));
+            }
+            Ok(())
         };
         read().map_err(|e| self.io(key, "read", e))
     }
@@ -152,5 +163,25 @@ mod tests {
         s.delete("packs/ab/abc").unwrap();
         s.delete("packs/ab/abc").unwrap();
         assert!(s.get("packs/ab/abc").unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn a_range_read_into_a_buffer_replaces_its_contents_and_keeps_its_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.put("packs/ab/abc", b"hello world").unwrap();
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"left over from the last pack");
+        let memory = buf.as_ptr();
+        s.get_range_into("packs/ab/abc", 6, 5, &mut buf).unwrap();
+        assert_eq!(buf, b"world");
+        assert_eq!(buf.as_ptr(), memory, "the buffer's allocation is reused");
+        s.get_range_into("packs/ab/abc", 0, 0, &mut buf).unwrap();
+        assert!(buf.is_empty());
+
+        let err = s.get_range_into("packs/ab/abc", 8, 5, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("packs/ab/abc"), "{err}");
+        assert!(!err.is_not_found());
+        assert!(s.get_range_into("packs/ab/none", 0, 1, &mut buf).unwrap_err().is_not_found());
     }
 }
