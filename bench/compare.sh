@@ -16,7 +16,6 @@ DATASETS=${DATASETS:-a b c}
 TOOLS=${TOOLS:-cairn restic borg}
 QUICK=${QUICK:-0}
 STEP_TIMEOUT=${STEP_TIMEOUT:-7200}   # seconds; a hung tool must not hang the run
-FRESH_FS=${FRESH_FS:-1}              # 0: no second restore into a freshly made ext4
 export BENCH_DIR DATASETS QUICK
 
 RUN_ID=$(date +%Y%m%d-%H%M%S)
@@ -338,40 +337,6 @@ bench_one() { # dataset tool
     R[$ds|meta|$tool]=$(verify_metadata "$src" "$got" "$logp-verify.log")
     [[ ${R[$ds|verify|$tool]} == OK ]] || FAILED=1
     log "[$ds/$tool]   content ${R[$ds|verify|$tool]}, metadata ${R[$ds|meta|$tool]}"
-
-    ((FRESH_FS)) && restore_fresh "$ds" "$tool" "$repo" "$base" "$src"
-    return 0
-}
-
-# The same restore again, into an ext4 made just for it (a loop-mounted image, with or
-# without a journal like the data disk's file system): the time of the tool's own work,
-# without the history of the data disk's inode tables (see bench/README.md). The restored
-# content is checked too. Needs root and loop devices; otherwise the row shows "-".
-restore_fresh() { # dataset tool repo base src
-    local ds=$1 tool=$2 repo=$3 img=$4/fresh.img mnt=$4/fresh src=$5
-    local logp=$LOG_DIR/$1-$2 size dev journal=(-O ^has_journal) check
-    dev=$(basename "$(findmnt -no SOURCE --target "$BENCH_DIR" 2>/dev/null)" 2>/dev/null) || dev=""
-    compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null && journal=()
-    size=$(($(du_bytes "$src") * 3 / 2 + (1 << 30)))
-    if ! { truncate -s "$size" "$img" && mkfs.ext4 -q -F "${journal[@]}" "$img" \
-            && mkdir -p "$mnt" && mount -o loop "$img" "$mnt"; } >>"$logp-restore-fresh.log" 2>&1; then
-        log "[$ds/$tool] could not make a fresh ext4 (root and loop devices needed, see $logp-restore-fresh.log); row skipped"
-        rm -f "$img"
-        return 0
-    fi
-    mkdir -p "$mnt/out"
-    tool_restore "$tool" "$repo" 3 "$mnt/out"
-    log "[$ds/$tool] restore latest into a fresh ext4"
-    if timed "$tool" "$ds: restore into a fresh ext4" "$mnt/out" "$logp-restore-fresh.log"; then
-        R[$ds|rf_s|$tool]=$WALL
-        check=$(verify_content "$src" "$(restored_path "$tool" "$mnt/out" "$src")" "$logp-verify-fresh.log")
-        log "[$ds/$tool]   ${WALL}s; content $check"
-        [[ $check == OK ]] || { R[$ds|rf_s|$tool]="FAIL"; FAILED=1; }
-    else
-        R[$ds|rf_s|$tool]=ERR
-    fi
-    umount "$mnt" || log "[$ds/$tool] could not unmount $mnt"
-    rm -f "$img"
 }
 
 declare -A DS_DESC=()
@@ -429,8 +394,7 @@ if ((deleted)) && [[ $QUICK != 1 ]]; then
     log "waiting ${SETTLE:-300}s after that deletion (SETTLE=0 skips)"
     sleep "${SETTLE:-300}"
 fi
-# A run killed during a fresh-ext4 restore leaves its image mounted under $RUN_DIR.
-trap 'for m in "$RUN_DIR"/*/*/fresh; do mountpoint -q "$m" && umount "$m"; done; rm -rf "$RUN_DIR"' EXIT
+trap 'rm -rf "$RUN_DIR"' EXIT
 for ds in $DATASETS; do
     DS_DESC[$ds]=$(describe_dataset "$ds")
     for tool in $TOOLS; do
@@ -466,14 +430,13 @@ ratio() { # kind cairn restic
     esac
 }
 
-STEPS=(b1_s b1_rss b2_s b2_rss b3_s b3_rss rs_s rs_rss verify meta rf_s size1 size3)
+STEPS=(b1_s b1_rss b2_s b2_rss b3_s b3_rss rs_s rs_rss verify meta size1 size3)
 declare -A STEP_NAME=(
     [b1_s]="first backup (s)"          [b1_rss]="first backup peak RSS"
     [b2_s]="unchanged backup (s)"      [b2_rss]="unchanged backup peak RSS"
     [b3_s]="backup after 1% change (s)" [b3_rss]="1% change backup peak RSS"
     [rs_s]="restore latest (s)"        [rs_rss]="restore peak RSS"
     [verify]="restore content check"   [meta]="restore metadata check"
-    [rf_s]="restore into a fresh ext4 (s)"
     [size1]="repo size after first backup" [size3]="repo size after all 3 backups"
 )
 
