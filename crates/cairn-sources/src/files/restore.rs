@@ -211,8 +211,8 @@ fn write_contents(
     let contents: Vec<&[Id]> = files.iter().map(|e| e.node.content.as_slice()).collect();
     let restore_plan = plan(&repo.index(), &contents);
     let state = WriteState {
-        paths: files.iter().map(|e| target.join(&e.rel)).collect(),
-        nodes: files.iter().map(|e| &e.node).collect(),
+        target,
+        entries: files,
         files: files.iter().map(|e| Mutex::new(FileSlot { handle: None, remaining: e.node.content.len() })).collect(),
         damaged: Mutex::new(restore_plan.missing.iter().map(|(f, _)| *f).collect()),
         unwritten: Mutex::default(),
@@ -229,13 +229,14 @@ fn write_contents(
     let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
     let mut unwritten = state.unwritten.into_inner().expect("unwritten set lock poisoned");
     if let Some((file, source)) = state.full.into_inner() {
-        for (i, (path, slot)) in state.paths.iter().zip(state.files).enumerate() {
+        let path = target.join(&files[file].rel);
+        for (i, slot) in state.files.into_iter().enumerate() {
             let whole = slot.into_inner().expect("file slot lock poisoned").remaining == 0;
             if !whole || damaged.contains(&i) || unwritten.contains(&i) {
-                let _ = fs::remove_file(path);
+                let _ = fs::remove_file(target.join(&files[i].rel));
             }
         }
-        return Err(FilesError::TargetFull { path: state.paths[file].clone(), source });
+        return Err(FilesError::TargetFull { path, source });
     }
     out.bytes = bytes as u64;
     out.warnings.extend(state.warnings.into_inner().expect("warnings lock poisoned"));
@@ -253,8 +254,10 @@ fn target_is_full(e: &std::io::Error) -> bool {
 
 /// What the pack writers share.
 struct WriteState<'a> {
-    paths: Vec<PathBuf>,
-    nodes: Vec<&'a Node>,
+    target: &'a Path,
+    /// The files being written, by position (paths are joined when needed: a list of them
+    /// would hold every path of the restore twice).
+    entries: &'a [&'a Entry],
     /// Each file is written by one thread at a time. The kernel serialises writes to one file
     /// anyway, and a thread waiting for it there spins, burning a core that could be
     /// decompressing the next blob; waiting here, it sleeps.
@@ -270,6 +273,10 @@ struct WriteState<'a> {
 }
 
 impl WriteState<'_> {
+    fn path(&self, file: usize) -> PathBuf {
+        self.target.join(&self.entries[file].rel)
+    }
+
     fn write_pack(&self, repo: &Repository, pack: &PackPlan) -> usize {
         let mut written = 0;
         if self.full.get().is_some() {
@@ -298,7 +305,7 @@ impl WriteState<'_> {
             Err(reason) => {
                 for t in &blob.targets {
                     let message =
-                        format!("{}: chunk {} is damaged: {reason}", self.paths[t.file].display(), blob.id.short());
+                        format!("{}: chunk {} is damaged: {reason}", self.path(t.file).display(), blob.id.short());
                     self.progress.warning(&message);
                     self.mark_damaged(t.file);
                     let _ = self.write_blob(t.file, None);
@@ -318,7 +325,7 @@ impl WriteState<'_> {
             let handle = match &mut slot.handle {
                 Some(handle) => handle,
                 empty => {
-                    empty.insert(OpenOptions::new().write(true).create(true).truncate(false).open(&self.paths[file])?)
+                    empty.insert(OpenOptions::new().write(true).create(true).truncate(false).open(self.path(file))?)
                 }
             };
             if let Err(e) = handle.write_all_at(bytes, offset) {
@@ -332,8 +339,8 @@ impl WriteState<'_> {
         }
         if let Some(handle) = slot.handle.take() {
             if !self.is_damaged(file) {
-                if let Err(e) = set_file_metadata(self.nodes[file], &handle) {
-                    let message = format!("{}: setting metadata: {e}", self.paths[file].display());
+                if let Err(e) = set_file_metadata(&self.entries[file].node, &handle) {
+                    let message = format!("{}: setting metadata: {e}", self.path(file).display());
                     self.warnings.lock().expect("warnings lock poisoned").push(message);
                 }
             }
@@ -344,7 +351,7 @@ impl WriteState<'_> {
     /// Record a file that could not be written; its first failure is reported.
     fn mark_unwritten(&self, file: usize, e: &std::io::Error) {
         if self.unwritten.lock().expect("unwritten set lock poisoned").insert(file) {
-            let message = format!("{}: {e}", self.paths[file].display());
+            let message = format!("{}: {e}", self.path(file).display());
             self.progress.warning(&message);
             self.warnings.lock().expect("warnings lock poisoned").push(message);
         }
