@@ -4,6 +4,7 @@
 //! ranged read. Writing the bytes to disk (or a database) is the caller's business: the
 //! engine only hands over verified plaintext with its destinations.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use crate::id::Id;
@@ -51,7 +52,8 @@ impl PackPlan {
 #[derive(Debug, Default)]
 pub struct RestorePlan {
     pub packs: Vec<PackPlan>,
-    /// Files that cannot be restored whole because a blob is missing from the index.
+    /// Files that cannot be restored whole because a blob is missing from the index (the
+    /// first such blob); none of their blobs is planned.
     pub missing: Vec<(usize, Id)>,
 }
 
@@ -59,13 +61,16 @@ pub struct RestorePlan {
 pub fn plan(index: &Index, files: &[&[Id]]) -> RestorePlan {
     let mut by_pack: BTreeMap<u32, BTreeMap<u32, PlannedBlob>> = BTreeMap::new();
     let mut missing = Vec::new();
-    'files: for (file, content) in files.iter().enumerate() {
+    let mut found = Vec::new();
+    for (file, content) in files.iter().enumerate() {
+        found.clear();
+        found.extend(content.iter().map_while(|id| index.get(id).map(|loc| (id, loc))));
+        if let Some(id) = content.get(found.len()) {
+            missing.push((file, *id));
+            continue;
+        }
         let mut offset = 0u64;
-        for id in *content {
-            let Some(loc) = index.get(id) else {
-                missing.push((file, *id));
-                continue 'files;
-            };
+        for &(id, loc) in &found {
             let blob = by_pack.entry(loc.pack).or_default().entry(loc.offset).or_insert_with(|| PlannedBlob {
                 id: *id,
                 offset: loc.offset,
@@ -84,28 +89,27 @@ pub fn plan(index: &Index, files: &[&[Id]]) -> RestorePlan {
     RestorePlan { packs, missing }
 }
 
-/// The memory one fetching thread reuses from pack to pack. Fresh memory costs a page fault
-/// and a zeroed page per 4 KiB, which in a restore of many packs adds up to more than the
-/// reading; a thread keeps one of these for all its packs.
+/// The memory a fetching thread reuses from pack to pack: the sealed bytes of one ranged
+/// read, and one decompressed blob. Fresh memory costs a page fault and a zeroed page per
+/// 4 KiB, which over the packs of a restore adds up to more than the reading.
 #[derive(Default)]
-pub struct FetchBuffers {
-    /// The sealed bytes of one ranged read.
+struct FetchBuffers {
     range: Vec<u8>,
-    /// One decompressed blob.
     plain: Vec<u8>,
+}
+
+thread_local! {
+    static FETCH_BUFFERS: Cell<FetchBuffers> = Cell::default();
 }
 
 impl Repository {
     /// Fetch the blobs of one pack plan, calling `f` with each blob's verified plaintext or
     /// the reason it could not be had (a missing or unreadable pack fails each of its blobs).
-    pub fn fetch_pack(
-        &self,
-        plan: &PackPlan,
-        buffers: &mut FetchBuffers,
-        mut f: impl FnMut(&PlannedBlob, Result<&[u8], String>),
-    ) {
+    pub fn fetch_pack(&self, plan: &PackPlan, mut f: impl FnMut(&PlannedBlob, Result<&[u8], String>)) {
         let key = pack_key(&plan.pack);
-        let FetchBuffers { range, plain } = buffers;
+        // Taken out of the thread's slot for the call, so `f` may fetch too (with fresh ones).
+        let mut buffers = FETCH_BUFFERS.take();
+        let FetchBuffers { range, plain } = &mut buffers;
         let mut i = 0;
         while i < plan.blobs.len() {
             // Grow a run of blobs that are close together, then read it in one request.
@@ -133,5 +137,37 @@ impl Repository {
             }
             i = j;
         }
+        FETCH_BUFFERS.set(buffers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexedPack;
+    use crate::pack::{BlobKind, PackEntry};
+
+    #[test]
+    fn a_file_with_a_blob_missing_from_the_index_gets_none_of_its_blobs_planned() {
+        let entry = |id, offset| PackEntry { kind: BlobKind::Data, id: Id([id; 32]), offset, length: 10, raw_len: 100 };
+        let mut index = Index::default();
+        index.add_pack(&IndexedPack {
+            id: Id([1; 32]),
+            kind: BlobKind::Data,
+            entries: vec![entry(7, 0), entry(8, 10)],
+        });
+        let (a, b, gone) = (Id([7; 32]), Id([8; 32]), Id([9; 32]));
+        // File 0 lacks its middle blob; file 1 shares its first blob and is whole.
+        let damaged = [a, gone, b];
+        let whole = [a, b];
+        let p = plan(&index, &[&damaged, &whole]);
+        assert_eq!(p.missing, vec![(0, gone)]);
+        assert_eq!(p.packs.len(), 1);
+        let targets: Vec<Vec<BlobTarget>> = p.packs[0].blobs.iter().map(|b| b.targets.clone()).collect();
+        assert_eq!(
+            targets,
+            vec![vec![BlobTarget { file: 1, offset: 0 }], vec![BlobTarget { file: 1, offset: 100 }]],
+            "only the whole file's blobs are fetched"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use cairn_repo::restore::{plan, FetchBuffers};
+use cairn_repo::restore::plan;
 use cairn_repo::writer::WriteTotals;
 use cairn_repo::{
     ChunkParams, Id, KdfParams, Node, NodeKind, Repository, Secret, SlotInfo, Snapshot, Tree, WriterOptions,
@@ -102,9 +102,8 @@ pub fn restore_tree(repo: &Repository, tree: &Tree) -> HashMap<String, Result<Ve
     for (file, blob) in &p.missing {
         out[*file] = Err(format!("blob {} is not in the index", blob.short()));
     }
-    let mut buffers = FetchBuffers::default();
     for pack in &p.packs {
-        repo.fetch_pack(pack, &mut buffers, |blob, bytes| {
+        repo.fetch_pack(pack, |blob, bytes| {
             for t in &blob.targets {
                 let slot = &mut out[t.file];
                 match (&bytes, slot.as_mut()) {

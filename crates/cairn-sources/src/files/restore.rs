@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use cairn_repo::restore::{plan, FetchBuffers, PackPlan};
+use cairn_repo::restore::{plan, PackPlan};
 use cairn_repo::{Id, Node, NodeKind, Repository};
 use filetime::FileTime;
 
@@ -218,12 +218,8 @@ fn write_contents(
         unwritten: Mutex::default(),
         full: OnceLock::new(),
         warnings: Mutex::default(),
-        buffers: Mutex::default(),
         progress,
     };
-    for &(file, _) in &restore_plan.missing {
-        state.files[file].lock().expect("file slot lock poisoned").remaining -= 1;
-    }
     let bytes: usize =
         super::parallel_map(&restore_plan.packs, threads, |pack| state.write_pack(repo, pack)).iter().sum();
     let damaged = state.damaged.into_inner().expect("damaged set lock poisoned");
@@ -267,8 +263,6 @@ struct WriteState<'a> {
     /// The first write the target refused for want of room: nothing more is written.
     full: OnceLock<(usize, std::io::Error)>,
     warnings: Mutex<Vec<String>>,
-    /// Fetch buffers between packs: each thread takes one for a pack and puts it back.
-    buffers: Mutex<Vec<FetchBuffers>>,
     progress: &'a dyn Progress,
 }
 
@@ -282,8 +276,7 @@ impl WriteState<'_> {
         if self.full.get().is_some() {
             return 0;
         }
-        let mut buffers = self.buffers.lock().expect("buffers lock poisoned").pop().unwrap_or_default();
-        repo.fetch_pack(pack, &mut buffers, |blob, data| match data {
+        repo.fetch_pack(pack, |blob, data| match data {
             Ok(_) if self.full.get().is_some() => {}
             Ok(bytes) => {
                 for t in &blob.targets {
@@ -312,7 +305,6 @@ impl WriteState<'_> {
                 }
             }
         });
-        self.buffers.lock().expect("buffers lock poisoned").push(buffers);
         written
     }
 
