@@ -177,16 +177,9 @@ fn compare(repo: &Repository, old: &Node, new: &Node, path: &str, report: &mut d
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::{KdfParams, Secret, SlotInfo, WriterOptions};
-    use cairn_storage::MemStorage;
-
-    fn repo() -> Repository {
-        let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-        Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap()
-    }
+    use crate::testing::memory_repo as repo;
+    use crate::WriterOptions;
 
     fn file(name: &str, content: &[Id], size: u64, mode: u32) -> Node {
         let mut n = Node::new(name.as_ref(), NodeKind::File);

@@ -145,7 +145,7 @@ fn wrapping_key(secret: &Secret, salt: &[u8], kdf: Option<KdfParams>) -> Option<
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    use crate::testing::CHEAP_KDF as FAST;
 
     #[test]
     fn password_slot_unlocks_only_with_the_password() {

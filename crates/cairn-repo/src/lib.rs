@@ -22,6 +22,8 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod snapshot;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tree;
 pub mod verification;
 pub mod writer;

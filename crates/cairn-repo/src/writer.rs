@@ -605,13 +605,7 @@ mod tests {
     use cairn_storage::{Fault, FaultStorage, MemStorage};
 
     use super::*;
-    use crate::keyslot::{KdfParams, Secret};
-    use crate::repo::SlotInfo;
-
-    fn repo(storage: Arc<dyn Storage>) -> Repository {
-        let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-        Repository::init(storage, &Secret::Password("test".into()), &slot).unwrap()
-    }
+    use crate::testing::repo_on as repo;
 
     fn noise(seed: u8, len: usize) -> Vec<u8> {
         let mut out = vec![0; len];

@@ -13,14 +13,13 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, SourceEntry, SourceStatus, WriterOptions};
+use cairn_repo::testing::memory_repo as repo;
+use cairn_repo::{ChunkParams, Repository, SourceEntry, SourceStatus, WriterOptions};
 use cairn_sources::sqlite::{self, SqliteSource};
 use cairn_sources::streams::{self, StreamSet};
 use cairn_sources::{Capture, CaptureContext, RestoreRequest, SafetyCopy, SourceError};
-use cairn_storage::MemStorage;
 use rusqlite::Connection;
 
 const DUMP: &str = "dump.sql";
@@ -95,11 +94,6 @@ fn main() {
 
 fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / f64::from(1 << 20))
-}
-
-fn repo() -> Repository {
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    Repository::init(Arc::new(MemStorage::new()), &Secret::Password("bench".into()), &slot).unwrap()
 }
 
 /// A deterministic word source.

@@ -5,14 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, WriterOptions};
+use cairn_repo::testing::memory_repo as repo;
+use cairn_repo::{ChunkParams, WriterOptions};
 use cairn_sources::files::{self, BackupOptions, Patterns, Progress, RestoreOptions};
-use cairn_storage::MemStorage;
-
-fn repo() -> Repository {
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap()
-}
 
 #[derive(Default)]
 struct Warnings(std::sync::Mutex<Vec<String>>);

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, SourceEntry, SourceStatus, WriterOptions};
+use cairn_repo::testing::memory_repo as repo;
+use cairn_repo::{ChunkParams, Repository, SourceEntry, SourceStatus, WriterOptions};
 use cairn_sources::mysql::MysqlSource;
 use cairn_sources::{
     streams, Capture, CaptureContext, Password, RestoreReport, RestoreRequest, SafetyCopy, SourceError,
 };
-use cairn_storage::MemStorage;
 
 const PORT: u16 = 3306;
 
@@ -139,11 +139,6 @@ impl Drop for User {
 }
 
 // ---- the repository and the source -----------------------------------------------------------
-
-fn repo() -> Repository {
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap()
-}
 
 fn source(databases: &[&str]) -> MysqlSource {
     let mut source = MysqlSource::from_url(&format!("mysql://root@127.0.0.1:{PORT}")).unwrap();

@@ -7,15 +7,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, SourceEntry, SourceStatus, WriterOptions};
+use cairn_repo::testing::memory_repo as repo;
+use cairn_repo::{ChunkParams, Repository, SourceEntry, SourceStatus, WriterOptions};
 use cairn_sources::postgres::PostgresSource;
 use cairn_sources::{
     streams, Capture, CaptureContext, Password, RestoreReport, RestoreRequest, SafetyCopy, SourceError,
 };
-use cairn_storage::MemStorage;
 use serde_json::Value;
 
 /// Tests that load the server heavily, or capture every database on it, run one at a time.
@@ -117,11 +117,6 @@ fn source(databases: &[&str]) -> PostgresSource {
 }
 
 // ---- the repository side ----
-
-fn repo() -> Repository {
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap()
-}
 
 /// Run `capture` with a writer of its own, as the engine does for each source.
 fn capture_with(

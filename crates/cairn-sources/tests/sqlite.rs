@@ -6,20 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, SourceEntry, SourceStatus, WriterOptions};
+use cairn_repo::testing::{memory_repo as repo, repo_on};
+use cairn_repo::{ChunkParams, Repository, SourceEntry, SourceStatus, WriterOptions};
 use cairn_sources::sqlite::{self, SqliteSource};
 use cairn_sources::{Capture, CaptureContext, RestoreReport, RestoreRequest, SafetyCopy, SourceError};
 use cairn_storage::{MemStorage, Storage};
 use rusqlite::Connection;
-
-fn repo_on(storage: Arc<MemStorage>) -> Repository {
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    Repository::init(storage, &Secret::Password("t".into()), &slot).unwrap()
-}
-
-fn repo() -> Repository {
-    repo_on(Arc::new(MemStorage::new()))
-}
 
 /// Capture `path` and return the source entry a snapshot would record.
 fn capture(repo: &Repository, path: &Path, vacuum: bool) -> Result<SourceEntry, SourceError> {

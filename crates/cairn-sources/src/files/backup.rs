@@ -580,10 +580,8 @@ impl Read for CountingReader<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use cairn_repo::{KdfParams, Secret, SlotInfo, WriterOptions};
-    use cairn_storage::MemStorage;
+    use cairn_repo::testing::memory_repo;
+    use cairn_repo::WriterOptions;
 
     use super::*;
 
@@ -598,8 +596,7 @@ mod tests {
         fs::write(&next, b"after, and longer").unwrap();
         fs::rename(&next, &path).unwrap();
 
-        let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-        let repo = Repository::init(Arc::new(MemStorage::new()), &Secret::Password("t".into()), &slot).unwrap();
+        let repo = memory_repo();
         let writer = repo.writer(WriterOptions::default());
         let Ok(read) = read_stable(&writer, &path, walked, ChunkParams::FILES, &()) else { panic!("the read failed") };
         writer.finish().unwrap();
