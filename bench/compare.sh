@@ -15,6 +15,7 @@ BENCH_DIR=$(realpath -m "${BENCH_DIR:-/var/tmp/cairn-bench}")
 DATASETS=${DATASETS:-a b c}
 TOOLS=${TOOLS:-cairn restic borg}
 QUICK=${QUICK:-0}
+COLD_REPO=${COLD_REPO:-1}         # 1: restores read their repository from the disk
 STEP_TIMEOUT=${STEP_TIMEOUT:-7200}   # seconds; a hung tool must not hang the run
 export BENCH_DIR DATASETS QUICK
 
@@ -206,6 +207,24 @@ warm_cache() {
     tar -cf - -C "$(dirname "$1")" "$(basename "$1")" | wc -c >/dev/null
 }
 
+# Drop a repository's files from the page cache before its restore, so that every
+# tool reads its repository from the disk, as a restore long after the backup does
+# (COLD_REPO=0 keeps them cached). Needs no privileges: each file is synced (a tool
+# may not have) and its clean pages are dropped with posix_fadvise(DONTNEED).
+evict_from_cache() { # dir
+    python3 - "$1" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        fd = os.open(os.path.join(root, name), os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+PY
+}
+
 # The "1% changed" step. Deterministic, so every tool sees the same change.
 modify_one_percent() { # dataset path
     local ds=$1 path=$2 files i n=0
@@ -323,6 +342,10 @@ bench_one() { # dataset tool
     R[$ds|size3|$tool]=$(du_bytes "$repo")
 
     mkdir -p "$out"
+    if [[ $COLD_REPO == 1 ]]; then
+        log "[$ds/$tool] dropping the repository from the page cache"
+        evict_from_cache "$repo"
+    fi
     tool_restore "$tool" "$repo" 3 "$out"
     log "[$ds/$tool] restore latest"
     if ! timed "$tool" "$ds: restore" "$out" "$logp-restore.log"; then
@@ -456,6 +479,11 @@ for tool in $TOOLS; do versions+="${versions:+, }$(tool_version "$tool")"; done
     echo "- settings: restic defaults (compression auto); borg $([[ $BORG_MAJOR -ge 2 ]] && echo repokey-blake2-aes-ocb || echo repokey-blake2), --compression zstd,3; cairn defaults; all encrypted"
     for ds in $DATASETS; do echo "- dataset ${DS_DESC[$ds]}"; done
     echo "- page cache: NOT dropped (not possible here). Each tool gets its own fresh copy of the data followed by one warm-up read, so every tool starts from a warm cache; repos and restores are on the same disk as the data."
+    if [[ $COLD_REPO == 1 ]]; then
+        echo "- restores: each tool's repository is dropped from the page cache first (posix_fadvise), so every restore reads its repository from the disk"
+    else
+        echo "- restores: repositories left in the page cache (COLD_REPO=0)"
+    fi
     echo "- ratio column: time rows = restic time / cairn time (>1: cairn faster); RSS and size rows = cairn / restic (<1: cairn smaller)"
     echo
     echo "| dataset | step | cairn | restic | borg | cairn vs restic |"
