@@ -310,6 +310,9 @@ bench_one() { # dataset tool
     log "[$ds/$tool] fresh copy of the dataset -> $src"
     mkdir -p "$base/work" "$state/cache" "$state/config"
     cp -a "$pristine" "$src"
+    # The copy's writeback is not the next tool's work: without this, it runs
+    # during the first backup, for as long as the disk takes to write the copy.
+    sync -f "$src"
     # Per-run caches (borg files cache, restic metadata cache, cairn's, if
     # any) live under $state: no run sees another run's cache, and ~/.cache
     # is left alone.
