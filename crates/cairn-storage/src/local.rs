@@ -100,8 +100,10 @@ fn write_new_file(path: &Path, data: &[u8]) -> std::io::Result<File> {
 
 /// Write `data` to a new file at `path` past the page cache: the aligned bulk with `O_DIRECT`
 /// through an aligned copy, the last partial block through a second, ordinary handle (which
-/// is returned, for the fsync that makes both durable). `None` when the file system refuses
-/// direct I/O (`EINVAL`), before anything was written.
+/// is returned, for the fsync that makes both durable). A direct write that stops short (the
+/// disk filling up) leaves the rest to the ordinary handle too, whose error then says why,
+/// where a direct write at the unaligned offset would only say "invalid argument". `None`
+/// when the file system refuses direct I/O (`EINVAL`), before anything was written.
 fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<Option<File>> {
     let direct =
         match OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path) {
@@ -115,25 +117,29 @@ fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<Option<File>> {
         buffer = vec![0; DIRECT_PIECE + DIRECT_ALIGN];
     }
     let skip = buffer.as_ptr().align_offset(DIRECT_ALIGN);
-    let written = (|| -> std::io::Result<bool> {
+    // How far the direct writes got; `None` if the first was refused.
+    let written = (|| -> std::io::Result<Option<usize>> {
         let aligned = &mut buffer[skip..skip + DIRECT_PIECE];
-        for (i, piece) in data[..bulk].chunks(DIRECT_PIECE).enumerate() {
+        let mut done = 0;
+        while done < bulk {
+            let piece = &data[done..bulk.min(done + DIRECT_PIECE)];
             aligned[..piece.len()].copy_from_slice(piece);
-            match direct.write_all_at(&aligned[..piece.len()], (i * DIRECT_PIECE) as u64) {
+            match direct.write_at(&aligned[..piece.len()], done as u64) {
+                Ok(n) if n == piece.len() => done += n,
+                Ok(n) => return Ok(Some(done + n)),
                 // Some file systems take the flag and refuse the write.
-                Err(e) if i == 0 && refused(&e) => return Ok(false),
-                other => other?,
+                Err(e) if done == 0 && refused(&e) => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(Some(done))
     })();
     DIRECT_BUFFER.set(buffer);
-    if !written? {
-        return Ok(None);
-    }
+    let Some(done) = written? else { return Ok(None) };
     drop(direct);
     let file = OpenOptions::new().write(true).open(path)?;
-    file.write_all_at(&data[bulk..], bulk as u64)?;
+    file.write_all_at(&data[done..], done as u64)?;
     Ok(Some(file))
 }
 
