@@ -92,24 +92,24 @@ impl Chunker {
         }
         let end = data.len().min(max);
         let normal = (self.params.avg as usize).min(end);
-        self.scan(data, min, min, normal, self.mask_small)
-            .or_else(|| self.scan(data, min, normal, end, self.mask_large))
+        self.scan(data, min, normal, self.mask_small)
+            .or_else(|| self.scan(data, normal, end, self.mask_large))
             .unwrap_or(end)
     }
 
     /// The first cut in `data[from..to]` under `mask`: the position just after the first byte
-    /// at which the gear hash of the bytes from `start` to it has the mask's bits clear.
+    /// at which the gear hash of the bytes from `min` to it has the mask's bits clear.
     ///
     /// The hash at a byte depends only on the 64 bytes up to it (older ones are shifted out),
     /// so a range is scanned as two lanes side by side, each warmed up on the 64 bytes before
     /// it: one hash is a chain of dependent adds, and two independent chains go nearly twice
     /// as fast. The answer is the sequential one (property-tested against it below).
-    fn scan(&self, data: &[u8], start: usize, from: usize, to: usize, mask: u64) -> Option<usize> {
+    fn scan(&self, data: &[u8], from: usize, to: usize, mask: u64) -> Option<usize> {
         const LANE: usize = 16 << 10;
         let mut at = from;
         while to - at >= 2 * LANE {
             let (a, b) = (&data[at..at + LANE], &data[at + LANE..at + 2 * LANE]);
-            let (mut ha, mut hb) = (self.warm(data, start, at), self.warm(data, start, at + LANE));
+            let (mut ha, mut hb) = (self.warm(data, at), self.warm(data, at + LANE));
             for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
                 ha = self.step(ha, x);
                 hb = self.step(hb, y);
@@ -123,7 +123,7 @@ impl Chunker {
             }
             at += 2 * LANE;
         }
-        let h = self.warm(data, start, at);
+        let h = self.warm(data, at);
         self.scan_one(&data[..to], at, h, mask)
     }
 
@@ -138,9 +138,9 @@ impl Chunker {
         None
     }
 
-    /// The hash before `data[at]`: that of the (at most 64) bytes before it, from `start` on.
-    fn warm(&self, data: &[u8], start: usize, at: usize) -> u64 {
-        data[at.saturating_sub(64).max(start)..at].iter().fold(0, |h, &byte| self.step(h, byte))
+    /// The hash before `data[at]`: that of the (at most 64) bytes before it, from `min` on.
+    fn warm(&self, data: &[u8], at: usize) -> u64 {
+        data[at.saturating_sub(64).max(self.params.min())..at].iter().fold(0, |h, &byte| self.step(h, byte))
     }
 
     #[inline(always)]

@@ -201,15 +201,21 @@ impl Storage for LocalStorage {
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let read = || -> std::io::Result<Vec<u8>> {
             let path = self.path(key);
-            if let Some(file) = open_direct(&path)? {
-                // The size of the file opened, not of whatever has its name by now.
-                let size = file.metadata()?.len();
-                let mut buf = Vec::new();
-                if size >= DIRECT_FROM as u64 && read_direct(&file, 0, size as usize, &mut buf)? {
-                    return Ok(buf);
+            let mut file = File::open(&path)?;
+            let size = file.metadata()?.len() as usize;
+            let mut buf = Vec::new();
+            if size >= DIRECT_FROM {
+                if let Some(direct) = open_direct(&path)? {
+                    // The size of the file opened, not of whatever has its name by now.
+                    let size = direct.metadata()?.len() as usize;
+                    if read_direct(&direct, 0, size, &mut buf)? {
+                        return Ok(buf);
+                    }
                 }
             }
-            fs::read(&path)
+            buf.reserve_exact(size);
+            file.read_to_end(&mut buf)?;
+            Ok(buf)
         };
         read().map_err(|e| self.io(key, "read", e))
     }

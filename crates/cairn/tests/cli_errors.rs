@@ -374,24 +374,14 @@ fn a_restore_that_fills_the_disk_stops_with_a_clear_error_and_no_half_files() {
     fs::create_dir(&small).unwrap();
 
     let inner = cairn.command(&["restore".as_ref(), "latest".as_ref(), "--to".as_ref(), small.as_os_str()]);
-    let script = r#"small=$1 src=$2; shift 2
-        mount -t tmpfs -o size=2m tmpfs "$small" || exit 99
-        "$@"; code=$?
+    // `$other` is the source tree: each restored file is compared with its original.
+    let script = r#""$@"; code=$?
         for f in "$small"/src/*; do
             [ -e "$f" ] || continue
-            if cmp -s "$f" "$src/${f##*/}"; then echo "WHOLE $f"; else echo "HALF $f"; fi
+            if cmp -s "$f" "$other/${f##*/}"; then echo "WHOLE $f"; else echo "HALF $f"; fi
         done
         exit $code"#;
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["-rm", "sh", "-c", script, "sh"]).arg(&small).arg(&src).arg(inner.get_program()).args(inner.get_args());
-    for (key, value) in inner.get_envs() {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    let out = cmd.stdin(std::process::Stdio::null()).output().expect("running unshare");
-    assert_ne!(code(&out), 99, "could not mount a small tmpfs:\n{}", describe(&out));
+    let out = on_small_tmpfs("2m", &small, &src, script, &inner);
     cairn.assert_no_secrets(&["restore"], &out);
 
     assert_eq!(code(&out), 1, "{}", describe(&out));
@@ -421,26 +411,12 @@ fn a_backup_into_a_full_repository_says_the_disk_is_full() {
     let cairn = Cairn::new(&small);
 
     let inner = cairn.command(&["backup".as_ref(), src.as_os_str()]);
-    let script = r#"small=$1 repo=$2; shift 2
-        mount -t tmpfs -o size=3m tmpfs "$small" || exit 99
-        cp -a "$repo"/. "$small"/ || exit 98
+    // `$other` is the repository made outside, copied onto the small file system.
+    let script = r#"cp -a "$other"/. "$small"/ || exit 98
         "$@"; code=$?
         find "$small" -name '.tmp-*' | sed 's/^/LEFT /'
         exit $code"#;
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["-rm", "sh", "-c", script, "sh"])
-        .arg(&small)
-        .arg(tmp.path().join("repo"))
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (key, value) in inner.get_envs() {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    let out = cmd.stdin(std::process::Stdio::null()).output().expect("running unshare");
-    assert_ne!(code(&out), 99, "could not mount a small tmpfs:\n{}", describe(&out));
+    let out = on_small_tmpfs("3m", &small, &tmp.path().join("repo"), script, &inner);
     assert_ne!(code(&out), 98, "could not copy the repository:\n{}", describe(&out));
     cairn.assert_no_secrets(&["backup"], &out);
 
@@ -449,4 +425,23 @@ fn a_backup_into_a_full_repository_says_the_disk_is_full() {
     assert!(err.contains("No space left on device"), "the cause is named: {err}");
     assert!(!err.contains("Invalid argument"), "{err}");
     assert!(!stdout(&out).contains("LEFT"), "a temporary file was left behind:\n{}", describe(&out));
+}
+
+/// Run `inner` in a private mount namespace (`unshare -rm`) with a tmpfs of `size` mounted on
+/// `small`: `script` runs under `sh` with `$small` and `$other` set and the command as `"$@"`,
+/// and everything it checks is checked before the namespace (and the tmpfs) goes.
+fn on_small_tmpfs(size: &str, small: &Path, other: &Path, script: &str, inner: &std::process::Command) -> Output {
+    let script =
+        format!("small=$1 other=$2; shift 2\nmount -t tmpfs -o size={size} tmpfs \"$small\" || exit 99\n{script}");
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-rm", "sh", "-c", &script, "sh"]).arg(small).arg(other).arg(inner.get_program()).args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().expect("running unshare");
+    assert_ne!(code(&out), 99, "could not mount a small tmpfs:\n{}", describe(&out));
+    out
 }
