@@ -12,6 +12,7 @@
 //! | 130 | interrupted |
 
 use cairn_repo::RepoError;
+use cairn_storage::StorageError;
 
 pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
@@ -84,9 +85,8 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                 RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot { .. } => {
                     (ERROR, Some("`cairn snapshots` lists snapshot ids; 'latest' names the newest".into()))
                 }
-                RepoError::Corrupt { .. } | RepoError::MissingBlob(_) | RepoError::Storage(_) => {
-                    (ERROR, Some("run `cairn check --read-data` to see what is damaged".into()))
-                }
+                RepoError::Storage(e) => (ERROR, Some(storage_hint(e))),
+                RepoError::Corrupt { .. } | RepoError::MissingBlob(_) => (ERROR, Some(CHECK_HINT.into())),
                 RepoError::NoSuchKey(_) | RepoError::AmbiguousKey { .. } => {
                     (ERROR, Some("`cairn key list` shows the key slot ids".into()))
                 }
@@ -95,6 +95,31 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
         }
     }
     (ERROR, None)
+}
+
+const CHECK_HINT: &str = "run `cairn check --read-data` to see what is damaged";
+
+/// What to do about a repository object that could not be read or written. A write that
+/// fails changes nothing the repository held (objects appear whole or not at all), so the
+/// hint is about the place, not about damage; a read that fails may be damage.
+fn storage_hint(e: &StorageError) -> String {
+    use std::io::ErrorKind::{FileTooLarge, PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    let StorageError::Io { location, op, source, .. } = e else { return CHECK_HINT.into() };
+    let writing = matches!(*op, "write" | "delete");
+    let intact = "what the repository already held is intact; run the command again once it is fixed";
+    match source.kind() {
+        StorageFull | QuotaExceeded if writing => {
+            format!("{location} is full or over quota: free space there; {intact}")
+        }
+        FileTooLarge if writing => {
+            format!("a file size limit refused a file in {location} (see `ulimit -f`); {intact}")
+        }
+        ReadOnlyFilesystem if writing => format!("{location} is on a read-only file system; {intact}"),
+        PermissionDenied if writing => format!("cairn may not write in {location}: check its owner and mode; {intact}"),
+        PermissionDenied => format!("cairn may not read in {location}: check its owner and mode"),
+        _ if writing => format!("{location} did not take the write; {intact}"),
+        _ => CHECK_HINT.into(),
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +143,42 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.source)
         }
+    }
+
+    fn storage_failure(op: &'static str, kind: std::io::ErrorKind) -> anyhow::Error {
+        let source = std::io::Error::from(kind);
+        let e = StorageError::Io { location: "/mnt/repo".into(), key: "packs/ab/abc".into(), op, source };
+        anyhow::Error::new(RepoError::Storage(e)).context("backup of /srv")
+    }
+
+    #[test]
+    fn a_failed_write_points_at_the_place_and_never_at_damage() {
+        use std::io::ErrorKind::*;
+        for (kind, says) in [
+            (StorageFull, "full"),
+            (QuotaExceeded, "full or over quota"),
+            (FileTooLarge, "ulimit -f"),
+            (ReadOnlyFilesystem, "read-only"),
+            (PermissionDenied, "may not write"),
+            (TimedOut, "did not take the write"),
+        ] {
+            let (code, hint) = classify(&storage_failure("write", kind));
+            let hint = hint.expect("a hint");
+            assert_eq!(code, ERROR);
+            assert!(hint.contains(says) && hint.contains("/mnt/repo"), "{kind:?}: {hint}");
+            assert!(hint.contains("intact") && !hint.contains("damaged"), "{kind:?}: {hint}");
+        }
+    }
+
+    #[test]
+    fn a_failed_read_may_be_damage() {
+        let (_, hint) = classify(&storage_failure("read", std::io::ErrorKind::Other));
+        assert_eq!(hint.as_deref(), Some(CHECK_HINT));
+        let (_, hint) = classify(&storage_failure("read", std::io::ErrorKind::PermissionDenied));
+        assert!(hint.unwrap().contains("may not read in /mnt/repo"));
+        let missing = StorageError::NotFound { location: "/mnt/repo".into(), key: "packs/ab/abc".into() };
+        let (_, hint) = classify(&anyhow::Error::new(RepoError::Storage(missing)));
+        assert_eq!(hint.as_deref(), Some(CHECK_HINT));
     }
 
     #[test]
