@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_repo::{ChunkParams, KdfParams, Repository, Secret, SlotInfo, WriterOptions};
+use cairn_repo::{ChunkParams, WriterOptions};
 use cairn_storage::{Entry, MemStorage, Result, Storage};
 
 /// Keeps small objects (config, keys) and drops packs, so memory stays flat.
@@ -87,8 +87,7 @@ fn text(len: usize) -> Vec<u8> {
 
 fn run(name: &str, data: &[u8], compression: i32) {
     let storage = Arc::new(Sink(MemStorage::new()));
-    let slot = SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() };
-    let repo = Repository::init(storage, &Secret::Password("bench".into()), &slot).expect("init");
+    let repo = cairn_repo::testing::repo_on(storage);
     let started = Instant::now();
     let writer = repo.writer(WriterOptions { compression, ..WriterOptions::default() });
     writer.save_stream(data, ChunkParams::FILES).expect("save");

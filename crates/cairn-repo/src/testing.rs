@@ -1,5 +1,6 @@
-//! Cheap repositories for tests and benchmarks (feature `testing`, always on in this crate's
-//! own unit tests): a key slot whose KDF costs next to nothing, and a repository in memory.
+//! Cheap repositories for tests and benchmarks (feature `testing`: always on in this crate's
+//! unit tests, and turned on for its integration tests and benchmarks by its dev-dependency on
+//! itself): a key slot whose KDF costs next to nothing, and a repository in memory.
 //!
 //! Never for data anyone means to keep: these KDF parameters offer no resistance to guessing
 //! the password. Nothing outside tests and benchmarks enables the feature.

@@ -9,9 +9,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cairn_repo::testing::{repo_on, secret};
 use cairn_repo::{check, ChunkParams, Id, Repository, Secret};
 use cairn_storage::{Fault, FaultStorage, MemStorage, Storage};
-use common::{data, restore_tree, secret, slot, write_files, writer_options};
+use common::{data, restore_tree, write_files, writer_options};
 
 /// Back up `files` as one flat tree and save a snapshot; returns its id.
 fn backup(repo: &Repository, files: &[(String, Vec<u8>)]) -> cairn_repo::Result<Id> {
@@ -34,7 +35,7 @@ fn sample(generation: u64) -> Vec<(String, Vec<u8>)> {
 fn a_crash_at_any_write_leaves_a_valid_repository() {
     // Count the writes of one full backup after the first, so every position is tried.
     let probe = Arc::new(MemStorage::new());
-    let repo = Repository::init(probe.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(probe.clone());
     backup(&repo, &sample(1)).unwrap();
     let counter = Arc::new(FaultStorage::new(probe.clone(), Fault::None));
     let counted = Repository::open(counter.clone(), &secret()).unwrap();
@@ -44,7 +45,7 @@ fn a_crash_at_any_write_leaves_a_valid_repository() {
 
     for crash_at in 1..=writes {
         let mem = Arc::new(MemStorage::new());
-        let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+        let repo = repo_on(mem.clone());
         let first = backup(&repo, &sample(1)).unwrap();
         drop(repo);
 
@@ -72,7 +73,7 @@ fn a_crash_at_any_write_leaves_a_valid_repository() {
 fn a_failed_write_fails_the_backup_without_a_snapshot() {
     for fail_at in 1..=4 {
         let mem = Arc::new(MemStorage::new());
-        Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+        repo_on(mem.clone());
         let faulty = Arc::new(FaultStorage::new(mem.clone(), Fault::FailWrite(fail_at)));
         let repo = Repository::open(faulty, &secret()).unwrap();
         assert!(backup(&repo, &sample(3)).is_err());
@@ -83,7 +84,7 @@ fn a_failed_write_fails_the_backup_without_a_snapshot() {
 #[test]
 fn failed_reads_are_reported_not_restored_wrong() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let id = backup(&repo, &sample(4)).unwrap();
     drop(repo);
     let (mut tested, mut reported) = (0, 0);
@@ -110,7 +111,7 @@ fn failed_reads_are_reported_not_restored_wrong() {
 #[test]
 fn a_flipped_byte_is_found_and_traced_to_its_file() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let id = backup(&repo, &sample(5)).unwrap();
     // Damage the middle of the first data pack.
     let victim = mem
@@ -149,7 +150,7 @@ fn a_flipped_byte_is_found_and_traced_to_its_file() {
 #[test]
 fn wrong_password_is_refused_and_changes_nothing() {
     let mem = Arc::new(MemStorage::new());
-    Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    repo_on(mem.clone());
     let before = mem.list("").unwrap();
     let err = Repository::open(mem.clone(), &Secret::Password("nope".into())).err().unwrap();
     assert!(matches!(err, cairn_repo::RepoError::WrongKey { .. }), "{err}");
@@ -162,7 +163,7 @@ fn wrong_password_is_refused_and_changes_nothing() {
 #[test]
 fn an_abandoned_writer_leaves_no_packs_behind() {
     let storage = Arc::new(MemStorage::new());
-    let repo = Repository::init(storage.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(storage.clone());
     let writer = repo.writer(writer_options());
     // Enough data for several small packs to be uploaded before the writer gives up.
     writer.save_stream(&data(7, 400_000)[..], ChunkParams::new(1 << 14).unwrap()).unwrap();

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_repo::prune::PruneError;
+use cairn_repo::testing::{repo_on, secret};
 use cairn_repo::writer::WriteTotals;
 use cairn_repo::{check, ChunkParams, Id, PruneOptions, PruneReport, Repository, Snapshot, WriterOptions};
 use cairn_storage::{Entry, LocalStorage, MemStorage, Storage, StorageError};
-use common::{data, restore_tree, secret, slot, write_files, writer_options, Files};
+use common::{data, restore_tree, write_files, writer_options, Files};
 
 fn prune_options(grace: Duration) -> PruneOptions {
     PruneOptions { grace, repack_threshold: 0.5, dry_run: false, pack_size: 32 * 1024 }
@@ -94,7 +95,7 @@ fn generation(g: u64) -> Files {
 #[test]
 fn mark_then_sweep_reclaims_what_deleted_snapshots_used() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=4).map(|g| backup(&repo, &generation(g))).collect();
     let packs_before = stored_bytes(mem.as_ref(), "packs/");
     repo.delete_snapshot(&ids[0]).unwrap();
@@ -129,7 +130,7 @@ fn mark_then_sweep_reclaims_what_deleted_snapshots_used() {
 #[test]
 fn a_mostly_unused_pack_is_repacked_above_the_threshold_only() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     // One data pack: 200 kB that will be unused, 30 kB that stays used.
     let big = WriterOptions { pack_size: 1 << 20, ..writer_options() };
     let small: Files = vec![("b".into(), data(2, 30_000))];
@@ -174,7 +175,7 @@ fn a_mostly_unused_pack_is_repacked_above_the_threshold_only() {
 #[test]
 fn a_dry_run_writes_nothing() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=3).map(|g| backup(&repo, &generation(g))).collect();
     repo.delete_snapshot(&ids[0]).unwrap();
     let dry = PruneOptions { dry_run: true, ..prune_options(Duration::ZERO) };
@@ -199,7 +200,7 @@ fn a_dry_run_writes_nothing() {
 #[test]
 fn a_backup_that_reused_blobs_before_the_mark_revives_them() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let old = backup(&repo, &generation(7));
     repo.delete_snapshot(&old).unwrap();
     // Another process opens the repository while the blobs are still indexed...
@@ -232,7 +233,7 @@ fn a_backup_that_reused_blobs_before_the_mark_revives_them() {
 #[test]
 fn a_repository_opened_after_the_mark_does_not_reuse_marked_blobs() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let old = backup(&repo, &generation(8));
     repo.delete_snapshot(&old).unwrap();
     repo.prune(&prune_options(Duration::ZERO)).unwrap();
@@ -252,7 +253,7 @@ fn a_repository_opened_after_the_mark_does_not_reuse_marked_blobs() {
 #[test]
 fn prune_changes_nothing_when_a_snapshot_or_tree_cannot_be_read() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=3).map(|g| backup(&repo, &generation(g))).collect();
     repo.delete_snapshot(&ids[0]).unwrap();
 
@@ -278,7 +279,7 @@ fn prune_changes_nothing_when_a_snapshot_or_tree_cannot_be_read() {
 #[test]
 fn open_does_not_recover_marked_packs_from_their_headers() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=2).map(|g| backup(&repo, &generation(g))).collect();
     repo.delete_snapshot(&ids[0]).unwrap();
     repo.prune(&prune_options(Duration::from_secs(3600))).unwrap();
@@ -300,7 +301,7 @@ fn open_does_not_recover_marked_packs_from_their_headers() {
 #[test]
 fn a_pack_marked_again_waits_for_its_younger_mark() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let hour = Duration::from_secs(3600);
     let files: Files = vec![("x".into(), data(42, 200_000))];
 
@@ -341,7 +342,7 @@ fn a_pack_marked_again_waits_for_its_younger_mark() {
 #[test]
 fn a_damaged_mark_is_reported_then_replaced_by_prune() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=2).map(|g| backup(&repo, &generation(g))).collect();
     repo.delete_snapshot(&ids[0]).unwrap();
     let mark = repo.prune(&prune_options(Duration::ZERO)).unwrap().mark.unwrap();
@@ -403,7 +404,7 @@ impl Storage for ReplacedWhileReading {
 #[test]
 fn an_index_file_replaced_while_reading_is_found_under_its_new_name() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Repository::init(mem.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(mem.clone());
     let ids: Vec<Id> = (1..=3).map(|g| backup(&repo, &generation(g))).collect();
     let blobs = repo.index().blob_count();
     let racing = Arc::new(ReplacedWhileReading { inner: mem.clone(), done: AtomicBool::new(false) });
@@ -456,7 +457,7 @@ impl Storage for HookAfterIndexListing {
 #[test]
 fn a_reader_sees_packs_marked_while_it_reads_the_index() {
     let mem = Arc::new(MemStorage::new());
-    let repo = Arc::new(Repository::init(mem.clone(), &secret(), &slot()).unwrap());
+    let repo = Arc::new(repo_on(mem.clone()));
     // A backup has written its data; its snapshot is not saved yet, so prune finds the
     // packs unused. The hook marks them, deletes their index file, then saves the snapshot.
     let files = generation(5);
@@ -568,7 +569,7 @@ fn a_crash_at_any_write_or_delete_of_prune_leaves_a_valid_repository() {
     // (some kept, some repacked, some unused, in index files that must be rewritten), and
     // the packs of a killed backup.
     let base = Arc::new(MemStorage::new());
-    let repo = Repository::init(base.clone(), &secret(), &slot()).unwrap();
+    let repo = repo_on(base.clone());
     let all = mixed();
     let first = backup(&repo, &all);
     let mut second_files = pick(&all, "acdeg");
@@ -748,7 +749,7 @@ fn backups_and_prunes_concurrently(duration: Duration, max_rounds: u64) {
     let keep_for = Duration::from_secs(3);
     let dir = TempDir::new("prune-concurrency");
     let storage = Arc::new(Retrying(LocalStorage::new(&dir.0), AtomicU64::new(0)));
-    Repository::init(storage.clone(), &secret(), &slot()).unwrap();
+    repo_on(storage.clone());
     let options = WriterOptions { pack_size: 64 * 1024, ..writer_options() };
     let started = Instant::now();
     let stop = AtomicBool::new(false);

@@ -1,5 +1,5 @@
-//! What the engine's integration tests share: a cheap key slot, seeded data, a flat backup of
-//! in-memory files, and a restore of one back into memory.
+//! What the engine's integration tests share besides `cairn_repo::testing`: seeded data, a
+//! flat backup of in-memory files, and a restore of one back into memory.
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -7,21 +7,10 @@ use std::collections::HashMap;
 
 use cairn_repo::restore::plan;
 use cairn_repo::writer::WriteTotals;
-use cairn_repo::{
-    ChunkParams, Id, KdfParams, Node, NodeKind, Repository, Secret, SlotInfo, Snapshot, Tree, WriterOptions,
-};
+use cairn_repo::{ChunkParams, Id, Node, NodeKind, Repository, Snapshot, Tree, WriterOptions};
 
 /// Named file contents, in tree order.
 pub type Files = Vec<(String, Vec<u8>)>;
-
-pub fn secret() -> Secret {
-    Secret::Password("test".into())
-}
-
-/// A key slot whose KDF costs next to nothing.
-pub fn slot() -> SlotInfo {
-    SlotInfo { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..SlotInfo::default() }
-}
 
 /// `len` bytes of xorshift noise from `seed`.
 pub fn data(seed: u64, len: usize) -> Vec<u8> {
