@@ -91,6 +91,33 @@ fn unchanged_files_are_not_read_again_and_changed_ones_are() {
     assert_eq!(std::fs::read(out.join("src/sub/f4")).unwrap(), "file 4".repeat(1000).as_bytes());
 }
 
+/// A backup leaves the access times of the files it reads as they were (`O_NOATIME`). On a
+/// file system mounted `noatime` this passes either way; with `relatime` (the default) a read
+/// of a file whose atime is a day old updates it.
+#[test]
+fn a_backup_leaves_access_times_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let old = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    for (name, len) in [("small", 100), ("large", 3 << 20)] {
+        let path = src.join(name);
+        std::fs::write(&path, noise(9, len)).unwrap();
+        filetime::set_file_times(&path, old, old).unwrap();
+    }
+    let repo = repo();
+    let writer = repo.writer(WriterOptions::default());
+    let options = BackupOptions::new(Patterns::none(), ChunkParams::FILES);
+    let out = files::backup(&repo, &writer, std::slice::from_ref(&src), None, &options, &()).unwrap();
+    writer.finish().unwrap();
+    assert_eq!(out.stats.bytes_read, 100 + (3 << 20));
+    for name in ["small", "large"] {
+        let atime = std::fs::metadata(src.join(name)).unwrap().atime();
+        assert_eq!(atime, 1_600_000_000, "{name}: the backup changed its access time");
+    }
+}
+
 /// Bytes that do not compress, from a seed.
 fn noise(seed: u8, len: usize) -> Vec<u8> {
     use proptest::prelude::Rng;

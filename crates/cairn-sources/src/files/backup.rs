@@ -488,7 +488,7 @@ fn read_stable(
     let mut bytes = 0;
     let mut before = Version::of(&node);
     for attempt in 1..=READ_ATTEMPTS {
-        let file = File::open(path).map_err(ReadFailure::Source)?;
+        let file = open_without_atime(path).map_err(ReadFailure::Source)?;
         if attempt > 1 {
             apply_meta(&mut node, &file.metadata().map_err(ReadFailure::Source)?);
             before = Version::of(&node);
@@ -512,6 +512,18 @@ fn read_stable(
         node.changed_during_backup = attempt == READ_ATTEMPTS;
     }
     Ok(FileRead { node, bytes })
+}
+
+/// `path` opened for reading without updating its access time (`O_NOATIME`): a backup reads
+/// every file, and must not make them all look used (tools that clean up by atime would keep
+/// them forever), nor dirty every inode it reads. Only the owner (or root) may ask for that;
+/// for others' files it is an ordinary open.
+fn open_without_atime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        opened => opened,
+    }
 }
 
 /// What tells two versions of a file apart: a write changes the size or mtime, any change

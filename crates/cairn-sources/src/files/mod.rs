@@ -2,7 +2,8 @@
 //!
 //! Backup walks each path depth-first in name order, skips what the exclude patterns
 //! (gitignore syntax) match, reuses the content of files whose metadata matches the parent
-//! snapshot, and saves one tree per directory. Restore rebuilds the tree under a target
+//! snapshot, and saves one tree per directory; files are read without changing their access
+//! time (`O_NOATIME`, where the owner or root reads them). Restore rebuilds the tree under a target
 //! directory, fetching data pack by pack. Both keep mode, mtime, ownership (when run as
 //! root), symlinks and hard links; sockets, FIFOs and devices are skipped with a warning.
 
