@@ -68,6 +68,14 @@ impl Drop for Databases {
     }
 }
 
+/// A `LIKE` pattern for the scratch databases a verification makes of `db`: they are named
+/// `cairn_verify_PID_N_` and the first 24 characters of the original's name. Tests run side
+/// by side, so each looks only at the scratch copies of its own databases.
+fn scratches_of(db: &str) -> String {
+    let stem: String = db.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
+    format!("cairn_verify_%_{stem}")
+}
+
 struct App {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -78,6 +86,17 @@ struct App {
 }
 
 impl App {
+    /// How many scratch copies of this app's PostgreSQL database exist.
+    fn pg_scratches(&self) -> String {
+        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{}'", scratches_of(&self.pg)))
+    }
+
+    /// How many scratch copies of this app's MariaDB database exist.
+    fn my_scratches(&self) -> String {
+        let pattern = scratches_of(&self.my);
+        mariadb(&format!("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE '{pattern}'"))
+    }
+
     /// A SQLite file, a PostgreSQL and a MariaDB database with known rows, and a config
     /// whose job `app` holds all three (plus `extra` source tables, if given).
     fn new(extra: &str) -> App {
@@ -333,11 +352,8 @@ fn verify_restores_every_source_into_scratch_targets_and_records_the_result() {
     assert_eq!(snap["verified"]["ok"], true, "{snap}");
     assert!(stdout(&cairn.ok(&["snapshots"])).contains("ok 20"), "the verified column shows the proof");
     // No scratch target is left behind.
-    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'"), "0");
-    assert_eq!(
-        mariadb("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'cairn_verify_%'"),
-        "0"
-    );
+    assert_eq!(app.pg_scratches(), "0");
+    assert_eq!(app.my_scratches(), "0");
     let json = common::json(&cairn.ok(&["verify", "--source", "pg", "--json"]));
     assert_eq!(json["ok"], true);
     assert!(json["sources"][0]["checks"].as_u64().unwrap() >= 2, "{json}");
@@ -359,7 +375,7 @@ fn verify_fails_loudly_on_a_damaged_repository() {
     let out = cairn.expect_code(1, &["verify"]);
     assert!(stdout(&out).contains("FAILED") && stderr(&out).contains("did NOT verify"), "{}", describe(&out));
     assert_eq!(cairn.snapshots()[0]["verified"]["ok"], false);
-    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'"), "0");
+    assert_eq!(app.pg_scratches(), "0");
 }
 
 #[test]
@@ -371,8 +387,7 @@ fn an_interrupted_verify_drops_its_scratch_database() {
     cairn.init();
     cairn.ok(&["backup", "app"]);
     let mut child = cairn.command(&["verify", "--source", "pg"]).spawn().unwrap();
-    let scratch_exists =
-        || psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%'") != "0";
+    let scratch_exists = || app.pg_scratches() != "0";
     let started = std::time::Instant::now();
     while !scratch_exists() && started.elapsed() < std::time::Duration::from_secs(60) {
         std::thread::sleep(std::time::Duration::from_millis(20));
