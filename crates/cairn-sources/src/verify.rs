@@ -142,13 +142,24 @@ pub mod scratch {
 
     /// A name for a scratch database: recognisable, unique on this host, and short.
     pub fn database_name(original: &str) -> String {
-        let stem: String = original.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
+        let stem = stem(original);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         format!(
             "cairn_verify_{}_{:x}_{stem}",
             std::process::id(),
             nanos ^ NEXT.load(std::sync::atomic::Ordering::Relaxed) as u32
         )
+    }
+
+    /// A SQL `LIKE` pattern matching every [`database_name`] of `original` (and only those of
+    /// originals that share its first 24 name characters).
+    pub fn database_pattern(original: &str) -> String {
+        format!("cairn_verify_%_{}", stem(original))
+    }
+
+    /// The part of a scratch name that tells which database it copies.
+    fn stem(original: &str) -> String {
+        original.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect()
     }
 }
 

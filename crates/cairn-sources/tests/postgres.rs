@@ -592,9 +592,9 @@ fn verify_proves_row_counts_in_a_scratch_database_and_names_a_mismatch() {
     psql(&db.0, "CREATE TABLE a (x int); INSERT INTO a SELECT generate_series(1, 50); CREATE SCHEMA s; CREATE TABLE s.b (y int);");
     let repo = repo();
     let entry = backup(&repo, &source(&[&db.0])).unwrap();
-    // Only this test's scratch copies (named after the first 24 characters of the original).
-    let stem: String = db.0.chars().take(24).collect();
-    let mine = format!("SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn_verify_%_{stem}'");
+    // Only this test's scratch copies: other tests verify beside it.
+    let pattern = cairn_sources::verify::scratch::database_pattern(&db.0);
+    let mine = format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{pattern}'");
     let scratch_left = || psql("postgres", &mine);
 
     let verdict = source(&[]).verify(&repo, &entry).unwrap();

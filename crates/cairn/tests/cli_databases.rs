@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cairn_sources::verify::scratch;
 use common::{describe, stderr, stdout, Cairn, PASSWORD};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -68,14 +69,6 @@ impl Drop for Databases {
     }
 }
 
-/// A `LIKE` pattern for the scratch databases a verification makes of `db`: they are named
-/// `cairn_verify_PID_N_` and the first 24 characters of the original's name. Tests run side
-/// by side, so each looks only at the scratch copies of its own databases.
-fn scratches_of(db: &str) -> String {
-    let stem: String = db.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
-    format!("cairn_verify_%_{stem}")
-}
-
 struct App {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -86,14 +79,16 @@ struct App {
 }
 
 impl App {
-    /// How many scratch copies of this app's PostgreSQL database exist.
+    /// How many scratch copies of this app's PostgreSQL database exist (tests run side by
+    /// side: each looks only at the scratch copies of its own databases).
     fn pg_scratches(&self) -> String {
-        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{}'", scratches_of(&self.pg)))
+        let pattern = scratch::database_pattern(&self.pg);
+        psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{pattern}'"))
     }
 
     /// How many scratch copies of this app's MariaDB database exist.
     fn my_scratches(&self) -> String {
-        let pattern = scratches_of(&self.my);
+        let pattern = scratch::database_pattern(&self.my);
         mariadb(&format!("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE '{pattern}'"))
     }
 

@@ -441,16 +441,10 @@ fn on_small_tmpfs(size: &str, small: &Path, other: &Path, script: &str, inner: &
 
 /// The repository's temporary files (`.tmp-*`), at any depth.
 fn temp_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(temp_files_in(&path));
-        } else if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".tmp-")) {
-            found.push(path);
-        }
-    }
-    found
+    let mut all = Vec::new();
+    collect_paths(dir, &mut all);
+    all.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".tmp-")));
+    all
 }
 
 /// Run `outer` with `args`, then `inner`'s program and arguments, in `inner`'s environment.

@@ -488,7 +488,7 @@ fn read_stable(
     let mut bytes = 0;
     let mut before = Version::of(&node);
     for attempt in 1..=READ_ATTEMPTS {
-        let file = open_without_atime(path).map_err(ReadFailure::Source)?;
+        let file = open_for_reading(path, node.uid).map_err(ReadFailure::Source)?;
         if attempt > 1 {
             apply_meta(&mut node, &file.metadata().map_err(ReadFailure::Source)?);
             before = Version::of(&node);
@@ -514,13 +514,18 @@ fn read_stable(
     Ok(FileRead { node, bytes })
 }
 
-/// `path` opened for reading without updating its access time (`O_NOATIME`): a backup reads
-/// every file, and must not make them all look used (tools that clean up by atime would keep
-/// them forever), nor dirty every inode it reads. Only the owner (or root) may ask for that;
-/// for others' files it is an ordinary open.
-fn open_without_atime(path: &Path) -> std::io::Result<File> {
+/// `path` opened for reading, without updating its access time (`O_NOATIME`) where that is
+/// allowed: a backup reads every file, and must not make them all look used (tools that clean
+/// up by atime would keep them forever), nor dirty every inode it reads. Only the file's
+/// `owner` (as the walker's stat says) or root may ask for that; others' files are opened
+/// plainly, rather than refused first on every open.
+fn open_for_reading(path: &Path, owner: u32) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    if !matches!(super::effective_uid(), Some(uid) if uid == 0 || uid == owner) {
+        return File::open(path);
+    }
     match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        // The owner changed since the stat, or an id mapping says otherwise.
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         opened => opened,
     }

@@ -3,8 +3,8 @@
 //! Backup walks each path depth-first in name order, skips what the exclude patterns
 //! (gitignore syntax) match, reuses the content of files whose metadata matches the parent
 //! snapshot, and saves one tree per directory; files are read without changing their access
-//! time (`O_NOATIME`, where the owner or root reads them). Restore rebuilds the tree under a target
-//! directory, fetching data pack by pack. Both keep mode, mtime, ownership (when run as
+//! time (`O_NOATIME`, where the owner or root reads them). Restore rebuilds the tree under a
+//! target directory, fetching data pack by pack. Both keep mode, mtime, ownership (when run as
 //! root), symlinks and hard links; sockets, FIFOs and devices are skipped with a warning.
 
 mod backup;
@@ -76,6 +76,13 @@ pub fn normalize(path: &std::path::Path) -> PathBuf {
         }
         acc
     })
+}
+
+/// The effective user id, read once (`/proc/self` belongs to it: no unsafe `geteuid()`).
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    static EUID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| std::fs::metadata("/proc/self").map(|m| m.uid()).ok())
 }
 
 /// `f` of every item, in order, computed on `threads` threads at once (inline when one is

@@ -430,8 +430,5 @@ fn set_metadata(node: &Node, path: &Path) -> std::io::Result<()> {
 }
 
 fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the effective user; this avoids unsafe code for geteuid().
-    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOT.get_or_init(|| fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false))
+    super::effective_uid() == Some(0)
 }
