@@ -248,6 +248,61 @@ impl Session {
     }
 }
 
+/// A file the tools can read, removed again when dropped: a temporary file on this machine,
+/// or, when the tools run through a prefix (another machine, a container), one made where
+/// they run, by `sh` and `mktemp` through the same prefix.
+pub struct PlacedFile {
+    path: String,
+    held: Held,
+}
+
+enum Held {
+    /// Removed when this is dropped.
+    Here {
+        _file: tempfile::TempPath,
+    },
+    There(Vec<String>),
+}
+
+impl PlacedFile {
+    /// A file named `<name>.XXXXXX`, readable only by its owner, holding `content`.
+    pub fn new(prefix: &[String], name: &str, content: &str) -> Result<PlacedFile, SourceError> {
+        let failed =
+            |e: &dyn std::fmt::Display| SourceError::new(format!("cannot write the temporary file {name}: {e}"));
+        if prefix.is_empty() {
+            let mut file = tempfile::Builder::new().prefix(&format!("{name}.")).tempfile().map_err(|e| failed(&e))?;
+            file.write_all(content.as_bytes()).and_then(|()| file.flush()).map_err(|e| failed(&e))?;
+            let path = file.path().to_string_lossy().into_owned();
+            return Ok(PlacedFile { path, held: Held::Here { _file: file.into_temp_path() } });
+        }
+        let make = format!(
+            "umask 077 && f=$(mktemp \"${{TMPDIR:-/tmp}}/{name}.XXXXXX\") && cat > \"$f\" && printf '%s' \"$f\""
+        );
+        let made = Tool::new(prefix, "sh")
+            .args(["-c", make.as_str()])
+            .write_stdin(|stdin| stdin.write_all(content.as_bytes()).map_err(|e| write_error("sh", &e)));
+        let path = made.map_err(|e| failed(&e))?;
+        if path.is_empty() || path.contains('\n') {
+            return Err(failed(&format!("sh printed {path:?} for its name")));
+        }
+        Ok(PlacedFile { path, held: Held::There(prefix.to_vec()) })
+    }
+
+    /// Where the tools find it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Drop for PlacedFile {
+    fn drop(&mut self) {
+        // A file left behind is harmless (and in a temporary directory): no error to report.
+        if let Held::There(prefix) = &self.held {
+            let _ = Tool::new(prefix, "rm").args(["-f", "--", self.path.as_str()]).output();
+        }
+    }
+}
+
 /// Exit status check for writers into a pipe: a closed pipe means the tool stopped reading.
 pub fn write_error(tool: &str, e: &std::io::Error) -> SourceError {
     SourceError::new(format!("writing to {tool}: {e}"))

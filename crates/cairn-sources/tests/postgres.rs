@@ -416,6 +416,150 @@ fn chosen_tables_into_a_new_database() {
     assert!(!other.exists(), "nothing is created when a table is not in the capture");
 }
 
+/// A table with everything that is not part of its definition: a sequence, an identity,
+/// keys, an index, a trigger and its function, a type, a policy, a comment, a grant; and a
+/// second table with a foreign key to it.
+const STORE: &str = r#"
+CREATE TYPE mood AS ENUM ('ok', 'sad');
+CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.changed := now(); RETURN NEW; END $$;
+CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL UNIQUE CHECK (name <> ''), m mood DEFAULT 'ok',
+    changed timestamptz);
+CREATE INDEX items_lower ON items (lower(name));
+CREATE TRIGGER items_stamp BEFORE INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION stamp();
+ALTER TABLE items ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON items USING (true);
+COMMENT ON TABLE items IS 'what we sell';
+GRANT SELECT ON items TO PUBLIC;
+INSERT INTO items (name) SELECT 'item ' || i FROM generate_series(1, 50) i;
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, item int NOT NULL REFERENCES items (id),
+    qty int DEFAULT 1);
+INSERT INTO orders (item) SELECT i FROM generate_series(1, 50, 2) i;
+"#;
+
+/// What a restored table must have as the original had it (everything but its rows).
+fn shape_of(database: &str, table: &str) -> String {
+    let rel = format!("'public.{table}'::regclass");
+    psql(
+        database,
+        &format!(
+            "SELECT string_agg(what, E'\n' ORDER BY what) FROM (
+               SELECT 'index ' || indexdef FROM pg_indexes WHERE tablename = '{table}'
+               UNION ALL SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
+                 FROM pg_constraint WHERE conrelid = {rel}
+               UNION ALL SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger
+                 WHERE tgrelid = {rel} AND NOT tgisinternal
+               UNION ALL SELECT 'default ' || a.attname || ' ' || pg_get_expr(d.adbin, d.adrelid)
+                 FROM pg_attrdef d JOIN pg_attribute a ON (a.attrelid, a.attnum) = (d.adrelid, d.adnum)
+                 WHERE d.adrelid = {rel}
+               UNION ALL SELECT 'identity ' || attname FROM pg_attribute WHERE attrelid = {rel} AND attidentity <> ''
+               UNION ALL SELECT 'policy ' || policyname FROM pg_policies WHERE tablename = '{table}'
+               UNION ALL SELECT 'row security ' || relrowsecurity FROM pg_class WHERE oid = {rel}
+               UNION ALL SELECT 'comment ' || obj_description({rel}, 'pg_class')
+               UNION ALL SELECT 'grant ' || grantee || ' ' || privilege_type
+                 FROM information_schema.role_table_grants WHERE table_name = '{table}' AND grantee = 'PUBLIC'
+             ) shape(what)"
+        ),
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_chosen_table_comes_with_its_keys_indexes_triggers_and_what_they_need() {
+    let db = TestDb::create("_store");
+    psql(&db.0, STORE);
+    let repo = repo();
+    let entry = backup(&repo, &source(&[&db.0])).unwrap();
+    let items = shape_of(&db.0, "items");
+    assert!(items.lines().count() >= 12, "{items}");
+
+    // Into a new database, which has neither the type nor the trigger's function.
+    let copy = TestDb::named(unique("_items"));
+    let how = Restore { to: Some(&copy.0), tables: &["items"], ..FRESH };
+    let report = restore(&repo, &source(&[]), &entry, how, &NoSafety).unwrap();
+    assert_eq!(report.warnings, Vec::<String>::new(), "another table's key to it is that table's");
+    assert_eq!(shape_of(&copy.0, "items"), items);
+    assert_eq!(psql(&copy.0, "SELECT count(*) FROM items").trim(), "50");
+    assert_eq!(psql(&copy.0, "SELECT to_regclass('public.orders') IS NULL").trim(), "t");
+    // The sequence goes on where it was, the trigger fires, the unique key holds.
+    let added = psql(&copy.0, "INSERT INTO items (name) VALUES ('new') RETURNING id, m, changed IS NOT NULL");
+    assert_eq!(added.trim(), "51|ok|t");
+    let duplicate = try_psql(&copy.0, "INSERT INTO items (name) VALUES ('item 1')").unwrap_err();
+    assert!(duplicate.contains("items_name_key"), "{duplicate}");
+
+    // A table whose foreign key points at a table that is not restored: the key is left out,
+    // and the restore says so.
+    let alone = TestDb::named(unique("_orders"));
+    let how = Restore { to: Some(&alone.0), tables: &["orders"], ..FRESH };
+    let report = restore(&repo, &source(&[]), &entry, how, &NoSafety).unwrap();
+    assert_eq!(
+        report.warnings,
+        [format!(
+            "database {}: left out FK CONSTRAINT public orders orders_item_fkey: it needs TABLE public items, \
+             which is neither restored nor in the target",
+            alone.0
+        )]
+    );
+    let orders = shape_of(&db.0, "orders");
+    let without_key: Vec<&str> = orders.lines().filter(|l| !l.contains("orders_item_fkey")).collect();
+    assert_eq!(shape_of(&alone.0, "orders"), without_key.join("\n"));
+    assert_eq!(psql(&alone.0, "INSERT INTO orders (item) VALUES (7) RETURNING id").trim(), "26");
+
+    // Both together: the key comes along.
+    let both = TestDb::named(unique("_both"));
+    let how = Restore { to: Some(&both.0), tables: &["orders", "items"], ..FRESH };
+    assert_eq!(restore(&repo, &source(&[]), &entry, how, &NoSafety).unwrap().warnings, Vec::<String>::new());
+    assert_eq!(shape_of(&both.0, "orders"), orders);
+}
+
+#[test]
+fn a_table_restored_into_the_live_database_keeps_the_keys_that_point_at_it() {
+    let db = TestDb::create("_keys");
+    psql(&db.0, STORE);
+    psql(&db.0, "CREATE VIEW first_ones AS SELECT id, name FROM items WHERE id <= 2");
+    let repo = repo();
+    let entry = backup(&repo, &source(&[&db.0])).unwrap();
+    let (items, orders) = (shape_of(&db.0, "items"), shape_of(&db.0, "orders"));
+    let names = || psql(&db.0, "SELECT string_agg(name, ',' ORDER BY id) FROM items WHERE id <= 3").trim().to_string();
+
+    // Rows changed by mistake, while another table's key and a view point at the table.
+    psql(&db.0, "UPDATE items SET name = name || ' (changed)'; DROP INDEX items_lower");
+    let safety = Safety::new(&repo, || psql(&db.0, "SELECT count(*) FROM orders"));
+    let how = Restore { tables: &["items"], yes: true, ..FRESH };
+    let report = restore(&repo, &source(&[]), &entry, how, &safety).unwrap();
+    assert_eq!(report.warnings, Vec::<String>::new());
+    assert_eq!(safety.calls().len(), 1);
+    assert_eq!(names(), "item 1,item 2,item 3");
+    assert_eq!((shape_of(&db.0, "items"), shape_of(&db.0, "orders")), (items.clone(), orders.clone()));
+    assert_eq!(psql(&db.0, "SELECT count(*) FROM orders").trim(), "25", "the other table is untouched");
+    assert_eq!(psql(&db.0, "SELECT string_agg(name, ',') FROM first_ones").trim(), "item 1,item 2");
+
+    // Rows the old table cannot hold keep the key from being made again: nothing changes.
+    psql(&db.0, "INSERT INTO items (name) VALUES ('late'); INSERT INTO orders (item) VALUES (51)");
+    psql(&db.0, "UPDATE items SET name = 'renamed' WHERE id = 1");
+    let how = Restore { tables: &["items"], yes: true, ..FRESH };
+    let err = restore(&repo, &source(&[]), &entry, how, &safety).unwrap_err().to_string();
+    assert!(err.contains("rolled back") && err.contains("orders_item_fkey"), "{err}");
+    assert_eq!(psql(&db.0, "SELECT name FROM items WHERE id = 1").trim(), "renamed");
+    assert_eq!(shape_of(&db.0, "orders"), orders);
+
+    // A view made since the backup cannot be made again from it: refused, with what to do.
+    psql(&db.0, "CREATE VIEW newer AS SELECT * FROM items");
+    let how = Restore { tables: &["items"], yes: true, ..FRESH };
+    let err = restore(&repo, &source(&[]), &entry, how, &safety).unwrap_err();
+    let (message, hint) = (err.to_string(), format!("{:?}", err));
+    assert!(message.contains("rolled back") && message.contains("view public.newer depends"), "{message}");
+    assert!(hint.contains("not in this backup") && hint.contains("--to"), "{hint}");
+    psql(&db.0, "DROP VIEW newer");
+
+    // A table dropped by mistake (with the key that pointed at it) comes back, key and all.
+    psql(&db.0, "DELETE FROM orders WHERE item = 51; DROP TABLE items CASCADE");
+    let how = Restore { tables: &["items"], yes: true, ..FRESH };
+    restore(&repo, &source(&[]), &entry, how, &safety).unwrap();
+    assert_eq!((shape_of(&db.0, "items"), shape_of(&db.0, "orders")), (items, orders));
+    assert_eq!(safety.calls().len(), 4, "a safety copy before each restore into the live database");
+}
+
 #[test]
 fn a_failed_restore_into_a_new_database_leaves_nothing() {
     // The dump makes a table owned by a role that is gone by restore time.
@@ -522,14 +666,28 @@ fn secrets_stay_off_command_lines_and_out_of_messages() {
     let copy = TestDb::named(unique("_secret_copy"));
     restore(&repo, &src, &entry, Restore { to: Some(&copy.0), ..FRESH }, &NoSafety).unwrap();
     assert_eq!(psql(&copy.0, "SELECT x FROM t").trim(), "7");
+    // Chosen tables: pg_restore's list file is made where the tools run, and removed again.
+    let tables = TestDb::named(unique("_secret_table"));
+    restore(&repo, &src, &entry, Restore { to: Some(&tables.0), tables: &["t"], ..FRESH }, &NoSafety).unwrap();
+    assert_eq!(psql(&tables.0, "SELECT x FROM t").trim(), "7");
 
     let logged = std::fs::read_to_string(&log).unwrap();
-    for tool in ["psql", "pg_dump", "pg_dumpall", "pg_restore"] {
+    for tool in ["psql", "pg_dump", "pg_dumpall", "pg_restore", "sh", "rm"] {
         assert!(logged.lines().any(|l| l.contains(&format!("{} {tool} ", wrapper.display()))), "{tool} ran: {logged}");
     }
+    let removed = logged.lines().find_map(|l| l.split(" rm -f -- ").nth(1)).unwrap();
+    let list = removed.split(' ').next().unwrap();
+    assert!(list.contains("cairn-restore-list.") && !Path::new(list).exists(), "{list}");
+    assert!(logged.contains(&format!("--use-list={list}")), "{logged}");
     for line in logged.lines() {
         assert!(!line.contains(&password), "a password on a command line: {line}");
-        assert!(line.ends_with("PGPASSWORD=set"), "the password is in the environment: {line}");
+        let wrapped = format!("{} ", wrapper.display());
+        let tool = line.split(&wrapped).nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
+        if tool != "sh" && tool != "rm" {
+            assert!(line.ends_with("PGPASSWORD=set"), "the password is in the environment: {line}");
+        } else {
+            assert!(line.ends_with("PGPASSWORD="), "only the tools get the password: {line}");
+        }
     }
 
     // Failures, through the prefix and without it, never quote the password.

@@ -235,6 +235,14 @@ fn one_job_captures_three_databases_and_restores_each_beside_the_original() {
     assert_eq!(sqlite_count(Path::new(&tags_only), "tags"), 2);
     let c = rusqlite::Connection::open(&tags_only).unwrap();
     assert!(c.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0)).is_err(), "only the chosen table");
+    let pg_tables = unique("cairn_cli_pgtables");
+    app.dbs.postgres(&pg_tables);
+    let out = cairn.ok(&["restore", "latest", "--source", "pg", "--table", "audit", "--to", &pg_tables]);
+    assert!(stdout(&out).contains("1 tables") && stdout(&out).contains("(public.audit)"), "{}", describe(&out));
+    assert_eq!(psql(&pg_tables, "SELECT to_regclass('accounts') IS NULL"), "t", "only the chosen table");
+    // With its key and its sequence, which goes on where it was.
+    assert_eq!(psql(&pg_tables, "INSERT INTO audit(what) VALUES ('restored') RETURNING id"), "2");
+    assert_eq!(psql(&pg_tables, "SELECT conname FROM pg_constraint WHERE conrelid = 'audit'::regclass"), "audit_pkey");
 
     // The dump files themselves.
     let raw = app.path("raw");

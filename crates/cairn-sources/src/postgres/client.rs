@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::PostgresSource;
-use crate::tool::Tool;
+use crate::tool::{PlacedFile, Tool};
 use crate::{Password, SourceError};
 
 /// Where distribution packages install each major version's tools (`<root>/<major>/bin`).
@@ -111,6 +111,11 @@ impl Client {
             tool = tool.env("PGPASSWORD", pw);
         }
         tool
+    }
+
+    /// A file the tools can read (see [`PlacedFile`]).
+    pub fn place_file(&self, name: &str, content: &str) -> Result<PlacedFile, SourceError> {
+        PlacedFile::new(&self.prefix, name, content)
     }
 
     /// `psql` connected to `database`, quiet, tuples only, stopping at the first error and

@@ -27,6 +27,7 @@ mod capture;
 mod client;
 mod restore;
 mod session;
+mod toc;
 mod verify;
 
 use std::path::PathBuf;

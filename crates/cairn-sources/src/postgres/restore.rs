@@ -5,11 +5,12 @@
 //! is dropped again. A database that exists is only replaced with `yes`, after a safety copy,
 //! and with `--clean --if-exists` in one transaction, so a failure leaves it as it was.
 //!
-//! `pg_restore -t` restores a table's definition and data, not its indexes, constraints,
-//! triggers or column defaults (they are separate objects of the dump). Chosen tables are
-//! restored one schema at a time: `-n a -n b -t x -t y` would also take `a.y` and `b.x`.
+//! Chosen tables are restored with what belongs to them (indexes, constraints, triggers,
+//! defaults, owned sequences, policies, comments, grants) and, into a new database, with what
+//! they need (types, functions, schemas): [`super::toc`] picks those entries from the
+//! archive's table of contents, and one `pg_restore --use-list` restores them.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::process::ChildStdin;
 
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 use super::capture::{DatabaseMeta, TableMeta};
 use super::client::{Client, Major, Server};
+use super::toc::{self, Target, Toc};
 use super::{PostgresSource, FORMAT};
 use crate::tool::{write_error, Tool};
 use crate::{streams, Progress, RestoreReport, RestoreRequest, SourceError};
@@ -117,14 +119,29 @@ impl Job<'_> {
     fn restore(&self, plan: &Plan<'_>, report: &mut RestoreReport) -> Result<(), SourceError> {
         let target = plan.target.as_str();
         let node = streams::find(self.req.repo, self.recorded.root, &plan.from.stream)?;
-        let passes = passes(self.client, target, self.tables, plan.exists);
+        let mut restore =
+            self.client.tool("pg_restore", None).args(["--single-transaction", "--exit-on-error", "--no-password"]);
+        restore = restore.arg(format!("--dbname={}", dbname_arg(target)));
+        if plan.exists {
+            restore = restore.args(["--clean", "--if-exists"]);
+        }
+        // Kept until the restore is done.
+        let mut list = None;
+        if let Some(tables) = self.tables {
+            let chosen = self.choose_entries(plan, &node, tables)?;
+            report.warnings.extend(chosen.left_out.iter().map(|w| format!("database {target}: {w}")));
+            let file = self.client.place_file("cairn-restore-list", &chosen.list)?;
+            restore = restore.arg(format!("--use-list={}", file.path()));
+            list = Some(file);
+        }
         if plan.exists {
             let copy = self.req.safety.save(&mut |ctx| self.source.only(target).backup(ctx))?;
             report.safety_copies.push(copy);
-            self.replace(target, &node, &passes)?;
+            self.replace(target, &node, &restore)?;
         } else {
-            self.create(target, &node, &passes)?;
+            self.create(target, &node, &restore)?;
         }
+        drop(list);
         let from = &plan.from.name;
         report.restored.push(match self.tables {
             None => format!("database {target}: {} tables from {from}", plan.from.tables.len()),
@@ -136,36 +153,60 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Restore over the existing `target`; each pass rolls back on failure.
-    fn replace(&self, target: &str, node: &Node, passes: &[Pass]) -> Result<(), SourceError> {
-        for (i, pass) in passes.iter().enumerate() {
-            feed(self.req, node, &pass.restore).map_err(|e| {
-                let e = self.client.diagnose(e, Some(target));
-                let done: Vec<&str> = passes[..i].iter().filter_map(|p| p.schema.as_deref()).collect();
-                if done.is_empty() {
-                    return e.context(format!(
-                        "restoring into database {target:?} failed and was rolled back: it is as it was"
-                    ));
+    /// The archive's entries that restore `tables` into `plan`'s target (see [`Toc::select`]).
+    fn choose_entries(
+        &self,
+        plan: &Plan<'_>,
+        node: &Node,
+        tables: &[&TableMeta],
+    ) -> Result<toc::Selection, SourceError> {
+        let lister = self.client.tool("pg_restore", None).args(["--list", "--verbose"]);
+        // The listing ends after the table of contents, at the start of the archive: the
+        // rest is not read, and the pipe closes.
+        let listing = lister
+            .write_stdin(|stdin| streams::read(self.req.repo, node, |dump| copy(dump, stdin, &(), Ends::WhenClosed)))?;
+        let toc = Toc::parse(&listing);
+        let wanted: HashSet<String> = tables.iter().map(|t| format!("{} {}", t.schema, t.table)).collect();
+        let relations: HashSet<String>;
+        let target = if plan.exists {
+            relations = self.client.execute(&plan.target, RELATIONS)?.lines().map(str::to_string).collect();
+            Target::Existing(&relations)
+        } else {
+            Target::New
+        };
+        toc.select(&wanted, target).map_err(|e| {
+            SourceError::new(format!("cannot restore the chosen tables of database {:?}: {e}", plan.from.name))
+        })
+    }
+
+    /// Restore over the existing `target`, in one transaction.
+    fn replace(&self, target: &str, node: &Node, restore: &Tool) -> Result<(), SourceError> {
+        feed(self.req, node, restore).map_err(|e| {
+            let e = self.client.diagnose(e, Some(target));
+            // What the archive holds is dropped and made again with the tables; what was made
+            // since is not in it.
+            let e = match (self.tables, e) {
+                (Some(_), SourceError::Source { message, hint: None })
+                    if message.contains("because other objects depend on it") =>
+                {
+                    SourceError::with_hint(
+                        message,
+                        "those objects are not in this backup: drop them first (and make them again after), \
+                         or restore the tables beside it with --to NEW_NAME",
+                    )
                 }
-                let schema = pass.schema.as_deref().unwrap_or_default();
-                e.context(format!(
-                    "restoring the tables of schema {schema:?} into database {target:?} failed and was rolled back; \
-                     those of schema {} were restored",
-                    done.join(", ")
-                ))
-            })?;
-        }
-        Ok(())
+                (_, e) => e,
+            };
+            e.context(format!("restoring into database {target:?} failed and was rolled back: it is as it was"))
+        })
     }
 
     /// Create `target` and restore into it; on failure it is dropped again, so nothing
     /// half-restored is left behind.
-    fn create(&self, target: &str, node: &Node, passes: &[Pass]) -> Result<(), SourceError> {
+    fn create(&self, target: &str, node: &Node, restore: &Tool) -> Result<(), SourceError> {
         let (client, maintenance) = (self.client, &self.server.maintenance_db);
         client.execute(maintenance, &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(target)))?;
-        let filled = create_schemas(client, target, self.tables)
-            .and_then(|()| passes.iter().try_for_each(|pass| feed(self.req, node, &pass.restore)));
-        let Err(e) = filled else { return Ok(()) };
+        let Err(e) = feed(self.req, node, restore) else { return Ok(()) };
         let e = client.diagnose(e, Some(target));
         Err(match client.execute(maintenance, &format!("DROP DATABASE IF EXISTS {}", quote_ident(target))) {
             Ok(_) => e.context(format!("restoring into the new database {target:?} failed; it was dropped again")),
@@ -176,59 +217,38 @@ impl Job<'_> {
     }
 }
 
-/// One `pg_restore` run, and the schema it is limited to.
-struct Pass {
-    schema: Option<String>,
-    restore: Tool,
-}
-
-/// The `pg_restore` runs into `target`: one for a whole database, one per schema for tables.
-fn passes(client: &Client, target: &str, tables: Option<&[&TableMeta]>, clean: bool) -> Vec<Pass> {
-    let mut base = client.tool("pg_restore", None).args(["--single-transaction", "--exit-on-error", "--no-password"]);
-    base = base.arg(format!("--dbname={}", dbname_arg(target)));
-    if clean {
-        base = base.args(["--clean", "--if-exists"]);
-    }
-    let Some(tables) = tables else { return vec![Pass { schema: None, restore: base }] };
-    let mut by_schema: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for t in tables {
-        by_schema.entry(&t.schema).or_default().push(&t.table);
-    }
-    by_schema
-        .into_iter()
-        .map(|(schema, names)| {
-            let pass = base.clone().arg("--schema").arg(schema);
-            let restore = names.into_iter().fold(pass, |pass, name| pass.arg("--table").arg(name));
-            Pass { schema: Some(schema.to_string()), restore }
-        })
-        .collect()
-}
-
-/// A new database gets the schemas of the chosen tables (`pg_restore -t` does not make them).
-fn create_schemas(client: &Client, target: &str, tables: Option<&[&TableMeta]>) -> Result<(), SourceError> {
-    let Some(tables) = tables else { return Ok(()) };
-    let mut sql = String::new();
-    for schema in tables.iter().map(|t| t.schema.as_str()).collect::<std::collections::BTreeSet<_>>() {
-        sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(schema)));
-    }
-    client.execute(target, &sql).map(drop)
-}
+/// The relations of a database, as `schema name` lines (how the archive's listing names them).
+const RELATIONS: &str = "SELECT n.nspname || ' ' || c.relname FROM pg_class c \
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')";
 
 /// Stream the dump `node` into `restore`'s stdin.
 fn feed(req: &RestoreRequest<'_>, node: &Node, restore: &Tool) -> Result<(), SourceError> {
-    let out = restore.write_stdin(|stdin| streams::read(req.repo, node, |dump| copy(dump, stdin, req.progress)))?;
+    let out = restore
+        .write_stdin(|stdin| streams::read(req.repo, node, |dump| copy(dump, stdin, req.progress, Ends::AtEnd)))?;
     drop(out);
     Ok(())
 }
 
-fn copy(from: &mut dyn Read, to: &mut ChildStdin, progress: &dyn Progress) -> Result<(), SourceError> {
+/// Where a copy into a tool ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Ends {
+    /// At the end of the input; the tool closing its stdin first is an error.
+    AtEnd,
+    /// At the end, or when the tool has read what it wanted and closed its stdin.
+    WhenClosed,
+}
+
+fn copy(from: &mut dyn Read, to: &mut ChildStdin, progress: &dyn Progress, ends: Ends) -> Result<(), SourceError> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = from.read(&mut buf).map_err(|e| SourceError::new(format!("reading the capture: {e}")))?;
         if n == 0 {
             return Ok(());
         }
-        to.write_all(&buf[..n]).map_err(|e| write_error("pg_restore", &e))?;
+        match to.write_all(&buf[..n]) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && ends == Ends::WhenClosed => return Ok(()),
+            written => written.map_err(|e| write_error("pg_restore", &e))?,
+        }
         progress.bytes(n as u64);
     }
 }
