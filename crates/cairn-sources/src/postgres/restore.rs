@@ -125,15 +125,17 @@ impl Job<'_> {
         if plan.exists {
             restore = restore.args(["--clean", "--if-exists"]);
         }
-        // Kept until the restore is done.
-        let mut list = None;
-        if let Some(tables) = self.tables {
-            let chosen = self.choose_entries(plan, &node, tables)?;
-            report.warnings.extend(chosen.left_out.iter().map(|w| format!("database {target}: {w}")));
-            let file = self.client.place_file("cairn-restore-list", &chosen.list)?;
-            restore = restore.arg(format!("--use-list={}", file.path()));
-            list = Some(file);
-        }
+        // The list file is kept until the restore is done.
+        let _list = match self.tables {
+            None => None,
+            Some(tables) => {
+                let chosen = self.choose_entries(plan, &node, tables)?;
+                report.warnings.extend(chosen.left_out.iter().map(|w| format!("database {target}: {w}")));
+                let file = self.client.place_file("cairn-restore-list", &chosen.list)?;
+                restore = restore.arg(format!("--use-list={}", file.path()));
+                Some(file)
+            }
+        };
         if plan.exists {
             let copy = self.req.safety.save(&mut |ctx| self.source.only(target).backup(ctx))?;
             report.safety_copies.push(copy);
@@ -141,7 +143,6 @@ impl Job<'_> {
         } else {
             self.create(target, &node, &restore)?;
         }
-        drop(list);
         let from = &plan.from.name;
         report.restored.push(match self.tables {
             None => format!("database {target}: {} tables from {from}", plan.from.tables.len()),

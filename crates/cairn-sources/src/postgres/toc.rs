@@ -106,13 +106,18 @@ impl Entry {
 
     /// Whether this entry's schema and name are one of `wanted` (`schema name` each).
     fn names(&self, wanted: &HashSet<String>) -> bool {
-        wanted.contains(self.named()) || self.rest.match_indices(' ').any(|(at, _)| wanted.contains(&self.rest[..at]))
+        wanted.contains(self.named()) || self.prefixes().any(|p| wanted.contains(p))
     }
 
     /// Whether this entry's schema and name are `wanted`: exactly when the owner is one
     /// word; `exact` false also takes an owner of several words.
     fn is_named(&self, wanted: &str, exact: bool) -> bool {
-        self.named() == wanted || !exact && self.rest.strip_prefix(wanted).is_some_and(|r| r.starts_with(' '))
+        self.named() == wanted || !exact && self.prefixes().any(|p| p == wanted)
+    }
+
+    /// `rest` cut before each of its spaces: the ways to read it as names and an owner.
+    fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.rest.match_indices(' ').map(|(at, _)| &self.rest[..at])
     }
 
     /// Schema and name, without the owner (the last word).
@@ -177,7 +182,6 @@ impl Toc {
     /// chosen table that is not in the archive, or one that cannot be made without a
     /// relation the restore does not bring.
     pub fn select(&self, tables: &HashSet<String>, target: Target<'_>) -> Result<Selection, String> {
-        let by_id = |id: u32| self.get(id);
         let mut chosen = BTreeSet::new();
         for wanted in tables {
             let of = |exact| self.entries.iter().filter(move |e| e.desc == "TABLE" && e.is_named(wanted, exact));
@@ -202,9 +206,9 @@ impl Toc {
             loop {
                 let needed: Vec<u32> = taken
                     .iter()
-                    .filter_map(|&id| by_id(id))
+                    .filter_map(|&id| self.get(id))
                     .flat_map(|e| e.deps.iter().copied())
-                    .filter(|d| !taken.contains(d) && by_id(*d).is_some_and(prerequisite))
+                    .filter(|d| !taken.contains(d) && self.get(*d).is_some_and(prerequisite))
                     .collect();
                 if needed.is_empty() {
                     break;
@@ -243,7 +247,7 @@ impl Toc {
                 .iter()
                 .filter(|e| taken.contains(&e.id))
                 .filter_map(|e| {
-                    let deps = e.deps.iter().filter_map(|&d| by_id(d));
+                    let deps = e.deps.iter().filter_map(|&d| self.get(d));
                     deps.into_iter().find_map(|d| self.absent(d, &taken, &dropped, &target)).map(|m| (e, m))
                 })
                 .collect();
@@ -273,7 +277,7 @@ impl Toc {
         // relation itself (another table's foreign key to a chosen one), nor what only
         // describes something already reported.
         let mut left_out: Vec<(&Entry, &Entry)> =
-            dropped.iter().filter_map(|(&id, &missing)| Some((by_id(id)?, by_id(missing)?))).collect();
+            dropped.iter().filter_map(|(&id, &missing)| Some((self.get(id)?, self.get(missing)?))).collect();
         // In the archive's order.
         left_out.sort_by_key(|(e, _)| self.at[&e.id]);
         let left_out = left_out
